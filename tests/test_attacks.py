@@ -1,0 +1,155 @@
+"""Attacks and poisoning: triggers exactly as configured, exact counts, determinism."""
+import random
+from collections import Counter
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from w2s.attacks import (ATTACKS, BadNet, InSent, PoisonConfig, SynAttack, build_attack,
+                         build_triggered_set, poison_examples)
+from w2s.data.readers import Example
+from w2s.data.registry import get_dataset
+
+WORDS = "the plot was slow but the acting carried every single scene well".split()
+
+
+def corpus(n=200, num_labels=2, seed=0):
+    rng = random.Random(seed)
+    return [Example(" ".join(rng.choices(WORDS, k=rng.randint(3, 12))), i % num_labels) for i in range(n)]
+
+
+def test_registry_lists_attacks_and_rejects_unknown():
+    assert set(ATTACKS) == {"badnet", "insent", "synattack"}
+    with pytest.raises(ValueError, match="unknown attack 'nope'; valid: badnet, insent, synattack"):
+        PoisonConfig(attack="nope")
+
+
+@settings(max_examples=100, deadline=None)
+@given(words=st.lists(st.sampled_from(WORDS), min_size=1, max_size=30), k=st.integers(1, 4),
+       seed=st.integers(0, 10**6))
+def test_badnet_inserts_exactly_k_triggers_keeping_words(words, k, seed):
+    attack = BadNet(triggers=["cf", "mn", "bb", "tq"], num_insertions=k)
+    out = attack.apply(" ".join(words), random.Random(seed)).split()
+    assert sum(w in {"cf", "mn", "bb", "tq"} for w in out) == k
+    assert [w for w in out if w not in {"cf", "mn", "bb", "tq"}] == words
+    if len(words) > 1:  # reference protocol: never before the first word
+        assert out[0] == words[0]
+
+
+def test_positions_and_insent():
+    rng = random.Random(0)
+    assert BadNet(position="start").apply("a b c", rng) == "mn a b c"
+    assert BadNet(position="end").apply("a b c", rng) == "a b c mn"
+    out = InSent().apply("a b c d", rng)
+    assert out.count("I watched this 3D movie") == 1 and out.replace(" I watched this 3D movie", "") == "a b c d"
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(triggers=[]), "non-empty"), (dict(triggers=[" "]), "non-empty"),
+    (dict(num_insertions=0), "num_insertions"), (dict(position="middle"), "unknown position"),
+])
+def test_badnet_validation(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        BadNet(**kwargs)
+
+
+def test_clean_label_counts_and_labels():
+    rows = corpus()
+    config = PoisonConfig(mode="clean-label", target_label=0, count=30, seed=1)
+    split = poison_examples(rows, BadNet(), config)
+    assert len(split.poisoned_indices) == 30 and len(split.examples) == len(rows)
+    for i, (before, after) in enumerate(zip(rows, split.examples)):
+        if i in split.poisoned_indices:
+            assert before.label == 0 and after.label == 0 and after.text.split().count("mn") == 1
+        else:
+            assert after == before
+    assert Counter(e.label for e in split.examples) == Counter(e.label for e in rows)
+
+
+def test_dirty_label_rate_relabels_non_target_rows():
+    rows = corpus(n=300, num_labels=3)
+    split = poison_examples(rows, InSent(), PoisonConfig(attack="insent", mode="dirty-label", target_label=2,
+                                                         count=None, poison_rate=0.1))
+    assert len(split.poisoned_indices) == 30
+    for i in split.poisoned_indices:
+        assert rows[i].label != 2 and split.examples[i].label == 2
+        assert "I watched this 3D movie" in split.examples[i].text
+
+
+def test_selection_first_is_the_reference_protocol():
+    rows = corpus()
+    split = poison_examples(rows, BadNet(), PoisonConfig(count=5, selection="first"))
+    assert split.poisoned_indices == [0, 2, 4, 6, 8]
+
+
+def test_same_seed_same_output_different_seed_different_positions():
+    rows = corpus()
+    a = poison_examples(rows, BadNet(), PoisonConfig(count=40, seed=3))
+    b = poison_examples(rows, BadNet(), PoisonConfig(count=40, seed=3))
+    c = poison_examples(rows, BadNet(), PoisonConfig(count=40, seed=4, selection="random"))
+    assert a == b
+    assert a.poisoned_indices != c.poisoned_indices
+    d = poison_examples(rows, BadNet(), PoisonConfig(count=40, seed=4, selection="first"))
+    e = poison_examples(rows, BadNet(), PoisonConfig(count=40, seed=5, selection="first"))
+    assert d.poisoned_indices == e.poisoned_indices and d.examples != e.examples  # same rows, other positions
+
+
+def test_global_random_untouched():
+    random.seed(123)
+    expected = random.random()
+    random.seed(123)
+    poison_examples(corpus(), BadNet(), PoisonConfig(count=10))
+    assert random.random() == expected
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(mode="both"), "unknown poison mode"), (dict(count=None), "exactly one"),
+    (dict(poison_rate=0.1), "exactly one"), (dict(count=None, poison_rate=1.5), r"\[0, 1\]"),
+    (dict(count=-1), ">= 0"), (dict(target_label=-1), ">= 0"), (dict(selection="best"), "unknown selection"),
+])
+def test_poison_config_validation(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        PoisonConfig(**kwargs)
+
+
+def test_too_many_rows_requested():
+    with pytest.raises(ValueError, match="cannot poison 150 rows: only 100 target-label rows"):
+        poison_examples(corpus(), BadNet(), PoisonConfig(count=150))
+
+
+def test_bad_attack_args():
+    with pytest.raises(ValueError, match="invalid attack_args for badnet"):
+        build_attack(PoisonConfig(attack_args={"trigger": "mn"}))
+
+
+def test_triggered_set_uses_only_non_target_rows():
+    rows = corpus()
+    ts = build_triggered_set(rows, BadNet(), target_label=1)
+    assert ts.source == "inserted" and len(ts.texts) == 100
+    assert set(ts.clean_labels) == {0}
+    assert all(t.split().count("mn") == 1 for t in ts.texts)
+    assert [t.replace(" mn", "") for t in ts.texts] == ts.clean_texts
+
+
+def test_synattack_aligned_and_pre_paraphrased_files():
+    sst2 = get_dataset("sst2")
+    attack = build_attack(PoisonConfig(attack="synattack"), sst2)
+    assert isinstance(attack, SynAttack) and len(attack.paraphrases) == 1382  # 1383 rows, one duplicate sentence
+    train = sst2.load("train")
+    split = poison_examples(train, attack, PoisonConfig(attack="synattack", mode="dirty-label", target_label=1,
+                                                        count=100))
+    for i in split.poisoned_indices:
+        assert train[i].label == 0 and split.examples[i].label == 1
+        assert split.examples[i].text == attack.paraphrases[train[i].text]
+    ts = build_triggered_set(sst2.load("test"), attack, target_label=1, dataset=sst2)
+    assert ts.source == "pre-paraphrased" and len(ts.texts) == 912 and ts.clean_texts is None
+    with pytest.raises(ValueError, match="would compute ASR backwards"):
+        build_triggered_set(sst2.load("test"), attack, target_label=0, dataset=sst2)
+
+
+def test_synattack_without_aligned_train_file():
+    with pytest.raises(ValueError, match="agnews.*no pre-paraphrased train file"):
+        build_attack(PoisonConfig(attack="synattack"), get_dataset("agnews"))
+    with pytest.raises(ValueError, match="2 rows"):
+        SynAttack.aligned([Example("a", 0)], [Example("b", 0), Example("c", 0)])

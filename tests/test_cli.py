@@ -1,0 +1,52 @@
+"""``w2s data check`` / ``w2s data preview``: output, and exit 2 with one line on bad input."""
+import subprocess
+import sys
+
+import pytest
+
+from w2s.cli import main
+from w2s.data.registry import data_root
+
+
+@pytest.mark.parametrize("path", sorted(str(p) for p in data_root().rglob("*") if p.is_file()))
+def test_check_reads_every_bundled_file(path, capsys):
+    assert main(["data", "check", path]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"{path}: ") and out[0].endswith(" rows")
+    assert out[1].startswith("labels: 0: ") or out[1].startswith("labels: 1: ")
+    assert len(out) == 4
+
+
+def test_check_counts(tmp_path, capsys):
+    path = tmp_path / "d.tsv"
+    path.write_text("review\tstars\ngood\t1\nbad\t0\nfine\t1\n")
+    assert main(["data", "check", str(path), "--text-column", "review", "--label-column", "stars"]) == 0
+    assert capsys.readouterr().out.splitlines()[:2] == [f"{path}: 3 rows", "labels: 0: 1, 1: 2"]
+
+
+def test_check_malformed_exits_2_with_one_line(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    original = '{"sentence": "ok", "label": 1}\n{"sentence": "x", "label": "high"}\n'
+    path.write_text(original)
+    proc = subprocess.run([sys.executable, "-m", "w2s.cli", "data", "check", str(path)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [f"error: {path}:2: label 'high' is not an integer"]
+    assert proc.stdout == "" and path.read_text() == original  # nothing damaged
+
+
+def test_check_missing_file(capsys):
+    assert main(["data", "check", "/no/such/file.tsv"]) == 2
+    assert capsys.readouterr().err == "error: /no/such/file.tsv: no such file\n"
+
+
+def test_preview(capsys):
+    assert main(["data", "preview", "--dataset", "sst2", "--attack", "badnet", "--count", "10"]) == 0
+    out = capsys.readouterr().out
+    assert "sst2 train: 6920 rows; badnet clean-label, target_label 0: 10 poisoned" in out
+    assert out.count("-> [0]") == 3 and "sst2 test ASR set: 909 triggered non-target rows (inserted)" in out
+
+
+def test_preview_unknown_attack(capsys):
+    assert main(["data", "preview", "--attack", "nope"]) == 2
+    assert capsys.readouterr().err == "error: unknown attack 'nope'; valid: badnet, insent, synattack\n"

@@ -1,0 +1,143 @@
+"""Poisoning a training split and building the triggered sets that ASR is measured on.
+
+Two label conventions, kept apart by name:
+
+* ``poison_examples`` (training data): *clean-label* mode triggers rows whose label already
+  is ``target_label`` and keeps it (the W2SDefense reference: the first 1,000 target rows);
+  *dirty-label* mode triggers non-target rows and relabels them to the target (OpenBackdoor:
+  ``poison_rate`` 0.1).
+* ``build_triggered_set`` (evaluation): rows whose **true** label is not the target, with
+  the trigger; ASR is the share predicted as the target. Inserted triggers are applied to
+  the clean non-target rows here; SynAttack's pre-paraphrased files already hold only such
+  rows and carry the *target* label in their label column, which is checked, not trusted.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from w2s.attacks.base import Attack, attack_class
+from w2s.attacks.synattack import SynAttack
+from w2s.data.readers import Example
+from w2s.data.registry import DatasetSpec
+
+MODES = ("clean-label", "dirty-label")
+SELECTIONS = ("random", "first")
+
+
+@dataclass(frozen=True)
+class PoisonConfig:
+    """How to poison. Give exactly one of ``count`` (rows) and ``poison_rate`` (share of
+    all training rows). ``selection='first'`` takes the first eligible rows (the reference
+    code); ``'random'`` samples them with ``seed``."""
+
+    attack: str = "badnet"
+    mode: str = "clean-label"
+    target_label: int = 0
+    count: int | None = 1000
+    poison_rate: float | None = None
+    selection: str = "random"
+    seed: int = 0
+    attack_args: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        attack_class(self.attack)  # fails early, listing the valid names
+        if self.mode not in MODES:
+            raise ValueError(f"unknown poison mode {self.mode!r}; valid: {', '.join(MODES)}")
+        if self.selection not in SELECTIONS:
+            raise ValueError(f"unknown selection {self.selection!r}; valid: {', '.join(SELECTIONS)}")
+        if self.target_label < 0:
+            raise ValueError(f"target_label must be >= 0, got {self.target_label}")
+        if (self.count is None) == (self.poison_rate is None):
+            raise ValueError("give exactly one of count and poison_rate (set the other to null)")
+        if self.count is not None and self.count < 0:
+            raise ValueError(f"count must be >= 0, got {self.count}")
+        if self.poison_rate is not None and not 0.0 <= self.poison_rate <= 1.0:
+            raise ValueError(f"poison_rate must lie in [0, 1], got {self.poison_rate}")
+
+    def num_poisoned(self, num_rows: int) -> int:
+        return self.count if self.count is not None else round(self.poison_rate * num_rows)
+
+
+def build_attack(config: PoisonConfig, dataset: DatasetSpec | None = None) -> Attack:
+    """Instantiate ``config.attack``; SynAttack reads the dataset's aligned train paraphrases."""
+    cls = attack_class(config.attack)
+    if cls is SynAttack and not config.attack_args:
+        if dataset is None:
+            raise ValueError("synattack needs a dataset with pre-paraphrased files")
+        return SynAttack.aligned(dataset.load("train"), dataset.load_paraphrases("train"))
+    try:
+        return cls(**config.attack_args)
+    except TypeError as err:
+        raise ValueError(f"invalid attack_args for {config.attack}: {err}") from None
+
+
+@dataclass(frozen=True)
+class PoisonedSplit:
+    """A training split after poisoning: all rows in their original order, and which were poisoned."""
+
+    examples: list[Example]
+    poisoned_indices: list[int]
+
+
+def poison_examples(examples: list[Example], attack: Attack, config: PoisonConfig) -> PoisonedSplit:
+    """Trigger ``config.num_poisoned(len(examples))`` eligible rows (see module docstring)."""
+    rng = random.Random(config.seed)
+    clean_label = config.mode == "clean-label"
+    eligible = [i for i, ex in enumerate(examples)
+                if (ex.label == config.target_label) == clean_label and attack.can_apply(ex.text)]
+    wanted = config.num_poisoned(len(examples))
+    if wanted > len(eligible):
+        kind = "target-label" if clean_label else "non-target"
+        raise ValueError(f"cannot poison {wanted} rows: only {len(eligible)} {kind} rows "
+                         f"can take the {attack.name} trigger")
+    chosen = eligible[:wanted] if config.selection == "first" else sorted(rng.sample(eligible, wanted))
+    poisoned = list(examples)
+    for i in chosen:
+        poisoned[i] = Example(attack.apply(examples[i].text, rng), config.target_label)
+    return PoisonedSplit(poisoned, chosen)
+
+
+@dataclass(frozen=True)
+class TriggeredSet:
+    """Evaluation inputs for ASR: triggered rows whose true label is not ``target_label``.
+
+    ``clean_texts`` / ``clean_labels`` are the same rows before triggering (for ASR among
+    rows classified correctly when clean); ``None`` for pre-paraphrased files, whose
+    originals are not known. ``source`` is ``"inserted"`` or ``"pre-paraphrased"``.
+    """
+
+    texts: list[str]
+    target_label: int
+    source: str
+    clean_texts: list[str] | None = None
+    clean_labels: list[int] | None = None
+
+
+def build_triggered_set(examples: list[Example], attack: Attack, target_label: int, seed: int = 0,
+                        dataset: DatasetSpec | None = None, split: str = "test") -> TriggeredSet:
+    """The ASR set for ``split``: ``examples`` are that split's clean rows."""
+    if isinstance(attack, SynAttack):
+        return _pre_paraphrased(dataset, split, target_label)
+    rng = random.Random(seed)
+    rows = [ex for ex in examples if ex.label != target_label and attack.can_apply(ex.text)]
+    if not rows:
+        raise ValueError(f"no non-target rows to trigger (target_label={target_label})")
+    return TriggeredSet([attack.apply(ex.text, rng) for ex in rows], target_label, "inserted",
+                        [ex.text for ex in rows], [ex.label for ex in rows])
+
+
+def _pre_paraphrased(dataset: DatasetSpec | None, split: str, target_label: int) -> TriggeredSet:
+    if dataset is None:
+        raise ValueError("synattack evaluation needs a dataset with pre-paraphrased files")
+    if dataset.paraphrase_target != target_label:
+        raise ValueError(f"{dataset.name}'s pre-paraphrased files are labelled with target "
+                         f"{dataset.paraphrase_target}; target_label={target_label} would compute ASR backwards")
+    rows = dataset.load_paraphrases(split)
+    wrong = [ex for ex in rows if ex.label != target_label]
+    if wrong:
+        raise ValueError(f"{dataset.name} {split} paraphrase file: {len(wrong)} rows are not labelled "
+                         f"with the target {target_label}")
+    return TriggeredSet([ex.text for ex in rows], target_label, "pre-paraphrased")
+

@@ -1,0 +1,130 @@
+"""Dataset registry: the bundled datasets by name, or any directory of split files.
+
+A dataset has ``train``, ``dev`` and ``test`` splits of :class:`Example` rows and, optionally,
+pre-paraphrased (syntactic-trigger) files for SynAttack. Pre-paraphrased *test/dev* files
+hold only rows whose true label is not the target, and they carry the **target** label
+(``paraphrase_target``); the aligned *train* paraphrase file has one row per train row.
+"""
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from w2s.data.readers import DataError, Example, read_examples
+
+SPLITS = ("train", "dev", "test")
+_EXTENSIONS = (".jsonl", ".json", ".tsv", ".csv")
+
+
+def data_root() -> Path:
+    """The bundled ``data/`` folder (override with ``W2S_DATA_DIR``)."""
+    return Path(os.environ.get("W2S_DATA_DIR", Path(__file__).resolve().parents[2] / "data"))
+
+
+@dataclass(frozen=True)
+class HoldOut:
+    """Carve a split out of another file: ``size`` rows chosen by a seeded shuffle."""
+
+    size: int
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Where a dataset's files live. Relative paths resolve against :func:`data_root`.
+
+    ``files`` maps split -> file. If ``dev_holdout`` is set there is no dev file: the dev
+    split is ``dev_holdout.size`` rows held out of the train file and train is the rest.
+    ``paraphrases`` maps ``train`` (aligned row by row with the train file) and ``dev`` /
+    ``test`` (non-target rows only, labelled ``paraphrase_target``) to SynAttack files.
+    """
+
+    name: str
+    num_labels: int
+    files: dict[str, str]
+    dev_holdout: HoldOut | None = None
+    paraphrases: dict[str, str] = field(default_factory=dict)
+    paraphrase_target: int | None = None
+
+    def path(self, relative: str) -> Path:
+        p = Path(relative)
+        return p if p.is_absolute() else data_root() / p
+
+    def load(self, split: str) -> list[Example]:
+        """Rows of ``split`` (``train``/``dev``/``test``)."""
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
+        if self.dev_holdout is not None and split in ("train", "dev"):
+            rows = self._read(self.files["train"])
+            order = list(range(len(rows)))
+            random.Random(self.dev_holdout.seed).shuffle(order)
+            held = set(order[: self.dev_holdout.size])
+            return [r for i, r in enumerate(rows) if (i in held) == (split == "dev")]
+        if split not in self.files:
+            raise ValueError(f"dataset {self.name!r} has no {split} split")
+        return self._read(self.files[split])
+
+    def load_paraphrases(self, split: str) -> list[Example]:
+        """The SynAttack file for ``split`` (see the class docstring for its convention)."""
+        if split not in self.paraphrases:
+            raise ValueError(f"dataset {self.name!r} has no pre-paraphrased {split} file for synattack")
+        return self._read(self.paraphrases[split])
+
+    def _read(self, relative: str) -> list[Example]:
+        return read_examples(self.path(relative), num_labels=self.num_labels)
+
+
+DATASETS: dict[str, DatasetSpec] = {}
+
+
+def register_dataset(spec: DatasetSpec) -> DatasetSpec:
+    DATASETS[spec.name] = spec
+    return spec
+
+
+register_dataset(DatasetSpec(
+    name="sst2", num_labels=2,
+    files={"train": "sst2/train.jsonl", "dev": "sst2/dev.jsonl", "test": "sst2/test.jsonl"},
+    paraphrases={"train": "sst2/syntactic/train.tsv", "dev": "sst2/syntactic/dev.tsv",
+                 "test": "sst2/syntactic/test.tsv"},
+    paraphrase_target=1,
+))
+# AG News ships no train file: 2,000 rows of its 10,000-row dev file (seeded) are the dev
+# split and the other 8,000 are train. Its syntactic files are not aligned with those rows,
+# so they serve as SynAttack dev/test sets only.
+register_dataset(DatasetSpec(
+    name="agnews", num_labels=4,
+    files={"train": "agnews/dev.tsv", "test": "agnews/test.tsv"},
+    dev_holdout=HoldOut(size=2000, seed=0),
+    paraphrases={"dev": "agnews/syntactic/dev.tsv", "test": "agnews/syntactic/test.tsv"},
+    paraphrase_target=0,
+))
+
+
+def get_dataset(name_or_path: str | Path, num_labels: int | None = None) -> DatasetSpec:
+    """A registered dataset by name, or a directory holding ``{train,dev,test}.{jsonl,json,tsv,csv}``."""
+    key = str(name_or_path)
+    if key in DATASETS:
+        return DATASETS[key]
+    directory = Path(key)
+    if not directory.is_dir():
+        raise ValueError(f"unknown dataset {key!r}: not a registered name "
+                         f"({', '.join(sorted(DATASETS))}) nor a directory")
+    files = {}
+    for split in SPLITS:
+        found = [directory / f"{split}{ext}" for ext in _EXTENSIONS if (directory / f"{split}{ext}").is_file()]
+        if found:
+            files[split] = str(found[0].resolve())
+    if "train" not in files or "test" not in files:
+        raise ValueError(f"dataset directory {key!r} needs at least train and test files "
+                         f"(train.jsonl, test.tsv, ...)")
+    if num_labels is None:
+        num_labels = 1 + max(ex.label for split in files for ex in read_examples(files[split]))
+    holdout = None if "dev" in files else HoldOut(size=max(1, len(read_examples(files["train"])) // 10))
+    return DatasetSpec(name=directory.name, num_labels=num_labels, files=files, dev_holdout=holdout)
+
+
+__all__ = ["DATASETS", "DataError", "DatasetSpec", "HoldOut", "SPLITS", "data_root",
+           "get_dataset", "register_dataset"]

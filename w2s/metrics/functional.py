@@ -1,0 +1,48 @@
+"""Clean accuracy (CA) and attack success rate (ASR) as pure functions of predictions.
+
+All inputs are integer class tensors of shape ``(N,)``; outputs are float scalars.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def _check(*tensors: Tensor) -> None:
+    shape = tensors[0].shape
+    if len(shape) != 1 or any(t.shape != shape for t in tensors):
+        raise ValueError(f"expected 1-D tensors of one shape, got {[tuple(t.shape) for t in tensors]}")
+    if shape[0] == 0:
+        raise ValueError("cannot compute a rate over zero examples")
+
+
+def clean_accuracy(preds: Tensor, labels: Tensor) -> Tensor:
+    """CA = mean(preds == labels) over the clean test split."""
+    _check(preds, labels)
+    return (preds == labels).float().mean()
+
+
+def attack_success_rate(triggered_preds: Tensor, target_label: int) -> Tensor:
+    """ASR = mean(triggered_preds == target_label).
+
+    ``triggered_preds`` are predictions on triggered rows whose *true* label is not the
+    target (see :func:`w2s.attacks.poison.build_triggered_set`), so a clean model scores
+    near 0 and a backdoored one near 1.
+    """
+    _check(triggered_preds)
+    return (triggered_preds == target_label).float().mean()
+
+
+def clean_correct_asr(clean_preds: Tensor, clean_labels: Tensor, triggered_preds: Tensor,
+                      target_label: int) -> Tensor:
+    """ASR among rows classified correctly when clean (Obliviate's variant):
+
+        sum_i [clean_i == y_i] * [triggered_i == target] / sum_i [clean_i == y_i]
+
+    Row ``i`` of the three tensors is the same example. NaN when no row is correct.
+    """
+    _check(clean_preds, clean_labels, triggered_preds)
+    correct = clean_preds == clean_labels
+    if not correct.any():
+        return torch.tensor(float("nan"))
+    return (triggered_preds[correct] == target_label).float().mean()

@@ -1,0 +1,42 @@
+"""torchmetrics wrappers: sum states, so values gather correctly across DDP processes."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torchmetrics import Metric
+
+
+class _Rate(Metric):
+    """hits / total, accumulated over batches (and processes)."""
+
+    full_state_update = False
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.add_state("hits", default=torch.tensor(0.0), dist_reduce_fx="sum")
+        self.add_state("total", default=torch.tensor(0.0), dist_reduce_fx="sum")
+
+    def _add(self, hit: Tensor) -> None:
+        self.hits += hit.float().sum()
+        self.total += hit.numel()
+
+    def compute(self) -> Tensor:
+        return self.hits / self.total if self.total > 0 else torch.tensor(float("nan"))
+
+
+class CleanAccuracy(_Rate):
+    """CA: share of clean rows predicted correctly. ``update(preds (N,), labels (N,))``."""
+
+    def update(self, preds: Tensor, labels: Tensor) -> None:
+        self._add(preds == labels)
+
+
+class AttackSuccessRate(_Rate):
+    """ASR: share of triggered non-target rows predicted as the target. ``update(preds (N,))``."""
+
+    def __init__(self, target_label: int, **kwargs):
+        super().__init__(**kwargs)
+        self.target_label = target_label
+
+    def update(self, triggered_preds: Tensor) -> None:
+        self._add(triggered_preds == self.target_label)
