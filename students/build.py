@@ -1,0 +1,72 @@
+"""Build a student: any decoder or encoder as a sequence classifier, optionally quantized,
+optionally with LoRA."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+from students.lora import LoraSpec, attach_lora
+from w2s.embedded import resolve_model
+from w2s.tokenizers import is_decoder, load_tokenizer
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass(frozen=True)
+class StudentSpec:
+    """Which student and how to load it.
+
+    Args:
+        name: ``smollm2-135m``, a Hugging Face id (``meta-llama/Meta-Llama-3-8B``) or a folder.
+        quantization: ``None``, ``"4bit"`` (NF4) or ``"8bit"`` (bitsandbytes).
+        dtype: ``"auto"`` is bf16 on GPU, fp32 on CPU; or a key of ``DTYPES``.
+        attn_implementation: ``eager`` by default: SDPA with left padding and bf16 was seen
+            to collapse SmolLM2 training on a GPU (DESIGN.md section 10).
+    """
+
+    name: str = "smollm2-135m"
+    quantization: Optional[str] = None
+    dtype: str = "auto"
+    attn_implementation: str = "eager"
+    trust_remote_code: bool = False
+
+    def torch_dtype(self) -> torch.dtype:
+        if self.dtype == "auto":
+            return torch.bfloat16 if torch.cuda.is_available() else torch.float32
+        if self.dtype not in DTYPES:
+            raise ValueError(f"unknown dtype {self.dtype!r}; valid: auto, {', '.join(DTYPES)}")
+        return DTYPES[self.dtype]
+
+
+def student_is_decoder(spec: StudentSpec) -> bool:
+    from transformers import AutoConfig
+
+    return is_decoder(AutoConfig.from_pretrained(resolve_model(spec.name), trust_remote_code=spec.trust_remote_code))
+
+
+def build_student(spec: StudentSpec, num_labels: int, lora: Optional[LoraSpec] = None):
+    """Return ``(model, tokenizer)``; with ``lora`` only LoRA and the head are trainable."""
+    from transformers import AutoModelForSequenceClassification
+
+    path = resolve_model(spec.name)
+    tokenizer = load_tokenizer(spec.name, spec.trust_remote_code)
+    dtype = spec.torch_dtype()
+    kwargs = dict(num_labels=num_labels, dtype=dtype, attn_implementation=spec.attn_implementation,
+                  trust_remote_code=spec.trust_remote_code, use_safetensors=True)
+    if spec.quantization:
+        from students.quantization import quantization_config
+
+        kwargs["quantization_config"] = quantization_config(spec.quantization, dtype)
+    model = AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    if spec.quantization:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    if lora is not None:
+        model = attach_lora(model, lora)
+    elif spec.quantization:
+        raise ValueError("a quantized student can only be trained through LoRA: set lora")
+    return model, tokenizer

@@ -1,0 +1,78 @@
+"""The W2SDefense teacher: a small encoder with a projection to the student's hidden size.
+
+    z      = ReLU(W_p h_CLS + b_p)        (B, H_student)   the feature aligned with the student
+    logits = W_c z + b_c                  (B, C)
+
+The encoder's own classifier head is not used. Saved as a folder: ``encoder/`` (Hugging Face
+safetensors + tokenizer), ``head.safetensors`` and ``teacher.json``.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from w2s.embedded import resolve_model
+
+
+@dataclass(frozen=True)
+class TeacherSpec:
+    """``name``: ``minilm-l6``, a hub id or a folder; ``student_hidden_size`` is read from the
+    student's config by the caller, never hard-coded."""
+
+    name: str = "minilm-l6"
+    student_hidden_size: int = 0
+    num_labels: int = 2
+    trust_remote_code: bool = False
+
+
+class TeacherModel(nn.Module):
+    def __init__(self, spec: TeacherSpec, encoder: nn.Module | None = None):
+        super().__init__()
+        if spec.student_hidden_size < 1:
+            raise ValueError("teacher needs student_hidden_size (read it from the student's config)")
+        from transformers import AutoModel
+
+        self.spec = spec
+        self.encoder = encoder or AutoModel.from_pretrained(
+            resolve_model(spec.name), trust_remote_code=spec.trust_remote_code, use_safetensors=True)
+        self.projection = nn.Linear(self.encoder.config.hidden_size, spec.student_hidden_size)
+        self.classifier = nn.Linear(spec.student_hidden_size, spec.num_labels)
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor]:
+        """``(B, L)`` tokens -> ``(logits (B, C), features (B, H_student))``."""
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        features = torch.relu(self.projection(hidden[:, 0]))
+        return self.classifier(features), features
+
+    def save(self, folder: str | Path, tokenizer=None) -> None:
+        folder = Path(folder)
+        self.encoder.save_pretrained(folder / "encoder", safe_serialization=True)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(folder / "encoder")
+        head = {f"projection.{k}": v for k, v in self.projection.state_dict().items()}
+        head |= {f"classifier.{k}": v for k, v in self.classifier.state_dict().items()}
+        save_file({k: v.contiguous() for k, v in head.items()}, folder / "head.safetensors")
+        (folder / "teacher.json").write_text(json.dumps(asdict(self.spec), indent=2))
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "TeacherModel":
+        folder = Path(folder)
+        if not (folder / "teacher.json").is_file():
+            raise ValueError(f"{folder} is not a saved teacher (no teacher.json)")
+        spec = TeacherSpec(**json.loads((folder / "teacher.json").read_text()))
+        from transformers import AutoModel
+
+        encoder = AutoModel.from_pretrained(folder / "encoder", use_safetensors=True,
+                                            trust_remote_code=spec.trust_remote_code)
+        model = cls(spec, encoder)
+        result = model.load_state_dict(load_file(folder / "head.safetensors"), strict=False)
+        head_missing = [k for k in result.missing_keys if not k.startswith("encoder.")]
+        if head_missing or result.unexpected_keys:
+            raise ValueError(f"{folder}/head.safetensors does not match the teacher: missing {head_missing}, "
+                             f"unexpected {result.unexpected_keys}")
+        return model

@@ -1,0 +1,7 @@
+"""Pure loss functions and the objective that composes them."""
+from w2s.losses.feature_alignment import feature_alignment_loss, feature_alignment_reference
+from w2s.losses.kd import kd_loss
+from w2s.losses.objective import PRESETS, TERMS, LossInputs, ObjectiveConfig, compose, preset
+
+__all__ = ["PRESETS", "TERMS", "LossInputs", "ObjectiveConfig", "compose", "feature_alignment_loss",
+           "feature_alignment_reference", "kd_loss", "preset"]

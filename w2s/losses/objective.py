@@ -1,0 +1,94 @@
+"""The objective as a weighted sum of named pure terms: ``L = sum_k w_k * term_k``.
+
+W2SDefense is ``alpha * ce + beta * kd + gamma * fa``; the clean-LoRA baseline is the same
+objective with ``kd = fa = 0``. Terms with weight 0 are not computed at all (so a baseline
+needs no teacher). New terms (Obliviate's) register in ``TERMS``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch.nn.functional as F
+from torch import Tensor
+
+from w2s.losses.feature_alignment import feature_alignment_loss, feature_alignment_reference
+from w2s.losses.kd import kd_loss
+
+FA_MODES = ("per_sample", "compat")
+
+
+@dataclass
+class LossInputs:
+    """What one training step produced. Shapes: logits ``(B, C)``, labels ``(B,)``,
+    features ``(B, H)``, ``student_hidden`` ``(B, L, H)``."""
+
+    student_logits: Tensor
+    labels: Tensor
+    student_features: Tensor | None = None
+    student_hidden: Tensor | None = None
+    teacher_logits: Tensor | None = None
+    teacher_features: Tensor | None = None
+
+
+@dataclass(frozen=True)
+class ObjectiveConfig:
+    """Term weights and their options. Defaults: W2SDefense's reference BadNet weights."""
+
+    ce: float = 5.0
+    kd: float = 0.001
+    fa: float = 0.001
+    temperature: float = 2.0
+    fa_mode: str = "per_sample"
+    normalize_features: bool = False
+
+    def __post_init__(self):
+        if self.fa_mode not in FA_MODES:
+            raise ValueError(f"unknown fa_mode {self.fa_mode!r}; valid: {', '.join(FA_MODES)}")
+        for name in TERMS:
+            if getattr(self, name) < 0:
+                raise ValueError(f"loss weight {name} must be >= 0, got {getattr(self, name)}")
+
+    @property
+    def needs_teacher(self) -> bool:
+        return self.kd > 0 or self.fa > 0
+
+
+def _ce(x: LossInputs, c: ObjectiveConfig) -> Tensor:
+    return F.cross_entropy(x.student_logits.float(), x.labels)
+
+
+def _kd(x: LossInputs, c: ObjectiveConfig) -> Tensor:
+    return kd_loss(x.student_logits, x.teacher_logits, c.temperature)
+
+
+def _fa(x: LossInputs, c: ObjectiveConfig) -> Tensor:
+    if c.fa_mode == "compat":
+        return feature_alignment_reference(x.teacher_features, x.student_hidden, c.normalize_features)
+    return feature_alignment_loss(x.teacher_features, x.student_features, c.normalize_features)
+
+
+TERMS: dict[str, Callable[[LossInputs, ObjectiveConfig], Tensor]] = {"ce": _ce, "kd": _kd, "fa": _fa}
+
+# Reference weights (alpha, beta, gamma) per attack, from shuaizhao95/w2sdefense.
+PRESETS: dict[str, ObjectiveConfig] = {
+    "badnet": ObjectiveConfig(ce=5.0, kd=0.001, fa=0.001),
+    "insent": ObjectiveConfig(ce=3.0, kd=0.01, fa=0.001),
+    "synattack": ObjectiveConfig(ce=1.0, kd=0.035, fa=0.002),
+    "lora": ObjectiveConfig(ce=1.0, kd=0.0, fa=0.0),
+}
+
+
+def preset(name: str) -> ObjectiveConfig:
+    if name not in PRESETS:
+        raise ValueError(f"unknown objective preset {name!r}; valid: {', '.join(sorted(PRESETS))}")
+    return PRESETS[name]
+
+
+def compose(config: ObjectiveConfig, inputs: LossInputs) -> tuple[Tensor, dict[str, Tensor]]:
+    """Return ``(total, {term: unweighted value})`` over the terms with non-zero weight."""
+    values = {name: fn(inputs, config) for name, fn in TERMS.items() if getattr(config, name) > 0}
+    if not values:
+        raise ValueError("every loss weight is 0: nothing to optimise")
+    total = sum(getattr(config, name) * value for name, value in values.items())
+    return total, values
