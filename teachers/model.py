@@ -9,8 +9,9 @@ safetensors + tokenizer), ``head.safetensors`` and ``teacher.json``.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Optional
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -21,20 +22,29 @@ from w2s.embedded import resolve_model
 
 @dataclass(frozen=True)
 class TeacherSpec:
-    """``name``: ``minilm-l6``, a hub id or a folder; ``student_hidden_size`` is read from the
-    student's config by the caller, never hard-coded."""
+    """``name``: ``minilm-l6``, a hub id or a folder. The projection's output size is the
+    student's hidden size, read from ``student``'s config (``student_hidden_size`` caches it)."""
 
     name: str = "minilm-l6"
-    student_hidden_size: int = 0
+    student: str = "smollm2-135m"
     num_labels: int = 2
+    student_hidden_size: Optional[int] = None
     trust_remote_code: bool = False
+
+    def resolved(self) -> "TeacherSpec":
+        """This spec with ``student_hidden_size`` read from the student's config."""
+        if self.student_hidden_size is not None:
+            return self
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(resolve_model(self.student), trust_remote_code=self.trust_remote_code)
+        return replace(self, student_hidden_size=config.hidden_size)
 
 
 class TeacherModel(nn.Module):
     def __init__(self, spec: TeacherSpec, encoder: nn.Module | None = None):
         super().__init__()
-        if spec.student_hidden_size < 1:
-            raise ValueError("teacher needs student_hidden_size (read it from the student's config)")
+        spec = spec.resolved()
         from transformers import AutoModel
 
         self.spec = spec

@@ -1,0 +1,103 @@
+"""What every stage shares: CA/ASR evaluation on the two evaluation loaders, AdamW with a
+linear warm-up schedule, and keeping the weights of the best clean-dev epoch."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor, nn
+
+from w2s.data.datamodule import CLEAN
+from w2s.metrics import AttackSuccessRate, CleanAccuracy
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """AdamW over the trainable parameters; linear decay after ``warmup_ratio`` of the steps."""
+
+    lr: float = 2e-5
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.06
+
+    def __post_init__(self):
+        if self.lr <= 0 or not 0 <= self.warmup_ratio < 1 or self.weight_decay < 0:
+            raise ValueError(f"invalid optimizer settings: lr={self.lr} (> 0), warmup_ratio={self.warmup_ratio} "
+                             f"([0, 1)), weight_decay={self.weight_decay} (>= 0)")
+
+
+class ClassifierModule(pl.LightningModule):
+    """Subclasses build their model in ``configure_model`` and implement ``logits(batch)``
+    and ``training_step``. Logged keys: ``train/*``, ``val/ca``, ``val/asr``, ``test/ca``, ``test/asr``."""
+
+    def __init__(self, optim: OptimConfig, target_label: int):
+        super().__init__()
+        self.optim = optim
+        self.target_label = target_label
+        self.metrics = nn.ModuleDict({f"{stage}_{name}": metric for stage in ("val", "test")
+                                      for name, metric in (("ca", CleanAccuracy()),
+                                                           ("asr", AttackSuccessRate(target_label)))})
+
+    def logits(self, batch: dict[str, Tensor]) -> Tensor:
+        """``(B, C)`` class logits of the model being trained."""
+        raise NotImplementedError
+
+    def _evaluate(self, stage: str, batch: dict[str, Tensor], dataloader_idx: int) -> None:
+        preds = self.logits(batch).argmax(dim=-1)
+        if dataloader_idx == CLEAN:
+            metric, name = self.metrics[f"{stage}_ca"], "ca"
+            metric.update(preds, batch["labels"])
+        else:
+            metric, name = self.metrics[f"{stage}_asr"], "asr"
+            metric.update(preds)
+        self.log(f"{stage}/{name}", metric, prog_bar=True, add_dataloader_idx=False,
+                 batch_size=preds.shape[0])
+
+    def validation_step(self, batch, batch_idx, dataloader_idx=0):
+        self._evaluate("val", batch, dataloader_idx)
+
+    def test_step(self, batch, batch_idx, dataloader_idx=0):
+        self._evaluate("test", batch, dataloader_idx)
+
+    def log_losses(self, total: Tensor, terms: dict[str, Tensor], batch_size: int) -> None:
+        self.log("train/loss", total, prog_bar=True, batch_size=batch_size)
+        for name, value in terms.items():
+            self.log(f"train/{name}", value, batch_size=batch_size)
+
+    def configure_optimizers(self):
+        from transformers import get_linear_schedule_with_warmup
+
+        params = [p for p in self.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=self.optim.lr, weight_decay=self.optim.weight_decay)
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        scheduler = get_linear_schedule_with_warmup(optimizer, int(self.optim.warmup_ratio * total), total)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+class RestoreBest(pl.Callback):
+    """Remember the trainable weights of the validation epoch with the best ``monitor``
+    (clean dev accuracy by default) and load them back when fitting ends."""
+
+    def __init__(self, monitor: str = "val/ca", mode: str = "max"):
+        if mode not in ("max", "min"):
+            raise ValueError(f"mode must be max or min, got {mode!r}")
+        self.monitor, self.mode = monitor, mode
+        self.best_score: float | None = None
+        self.best_epoch: int | None = None
+        self._state: dict[str, Tensor] = {}
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        value = trainer.callback_metrics.get(self.monitor)
+        if trainer.sanity_checking or value is None:
+            return
+        value = float(value)
+        if self.best_score is None or (value > self.best_score if self.mode == "max" else value < self.best_score):
+            self.best_score, self.best_epoch = value, trainer.current_epoch
+            self._state = {n: p.detach().to("cpu", copy=True)
+                           for n, p in pl_module.named_parameters() if p.requires_grad}
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        params = dict(pl_module.named_parameters())
+        with torch.no_grad():
+            for name, value in self._state.items():
+                params[name].copy_(value.to(params[name].device))

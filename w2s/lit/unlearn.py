@@ -1,0 +1,109 @@
+"""Stage 4 (defend): LoRA unlearning of the poisoned student, guided by a frozen clean teacher.
+
+    L = ce * CE(s, y) + kd * KD_T(t, s) + fa * FA(z, f)          (see w2s.losses)
+
+The clean-LoRA baseline is the same module with ``kd = fa = 0`` (no teacher is loaded).
+The teacher never changes, so its logits and features are computed once per training row
+(at fit start) and looked up by row index at every step.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from students.build import StudentSpec, build_student
+from students.lora import LoraSpec
+from students.pooling import forward_with_features
+from teachers.model import TeacherModel
+from w2s.artifacts import atomic_folder
+from w2s.lit.base import ClassifierModule, OptimConfig
+from w2s.losses.objective import LossInputs, ObjectiveConfig, compose
+from w2s.tokenizers import is_decoder
+
+
+class UnlearnModule(ClassifierModule):
+    """Args:
+        student: the poisoned student (a folder saved by the poisoning stage, or any name).
+        teacher: folder of a saved teacher; needed when ``objective.kd`` or ``objective.fa`` > 0.
+        lora: LoRA on the student (the reference uses r=512, alpha=512).
+        objective: term weights; ``ObjectiveConfig(ce=1, kd=0, fa=0)`` is clean LoRA.
+    """
+
+    def __init__(self, student: StudentSpec = StudentSpec(), teacher: Optional[str] = None,
+                 lora: LoraSpec = LoraSpec(r=8), objective: ObjectiveConfig = ObjectiveConfig(),
+                 num_labels: int = 2, optim: OptimConfig = OptimConfig(lr=2e-4), target_label: int = 0):
+        super().__init__(optim, target_label)
+        if objective.needs_teacher and teacher is None:
+            raise ValueError("objective uses the teacher (kd or fa > 0) but no teacher folder was given")
+        self.save_hyperparameters()
+        self.spec, self.teacher_path, self.lora, self.objective = student, teacher, lora, objective
+        self.num_labels = num_labels
+        self.model = self.tokenizer = self.teacher = None
+        self.teacher_logits = self.teacher_features = None
+
+    def configure_model(self) -> None:
+        if self.model is not None:
+            return
+        self.model, self.tokenizer = build_student(self.spec, self.num_labels, self.lora)
+        self.decoder = is_decoder(self.model.config)
+        if self.objective.needs_teacher:
+            teacher = TeacherModel.load(self.teacher_path)
+            hidden = self.model.config.hidden_size
+            if teacher.spec.student_hidden_size != hidden:
+                raise ValueError(f"teacher projects to {teacher.spec.student_hidden_size} dims but the student's "
+                                 f"hidden size is {hidden}: train the teacher for this student")
+            self.teacher = teacher.eval().requires_grad_(False)
+
+    def train(self, mode: bool = True):
+        """Lightning switches every submodule to train mode each epoch; the teacher stays in eval."""
+        super().train(mode)
+        if self.teacher is not None:
+            self.teacher.eval()
+        return self
+
+    def on_fit_start(self) -> None:
+        if self.teacher is not None:
+            self.cache_teacher(self.trainer.datamodule.teacher_dataloader())
+
+    @torch.no_grad()
+    def cache_teacher(self, loader) -> None:
+        """Teacher logits ``(N, C)`` and features ``(N, H)`` for every training row, once."""
+        self.teacher.eval()
+        logits, features = {}, {}
+        for batch in loader:
+            out_logits, out_features = self.teacher(batch["teacher_input_ids"].to(self.device),
+                                                    batch["teacher_attention_mask"].to(self.device))
+            for i, index in enumerate(batch["index"].tolist()):
+                logits[index], features[index] = out_logits[i], out_features[i]
+        order = sorted(logits)
+        if order != list(range(len(order))):
+            raise ValueError("teacher cache needs row indices 0..N-1")
+        self.teacher_logits = torch.stack([logits[i] for i in order])
+        self.teacher_features = torch.stack([features[i] for i in order])
+
+    def logits(self, batch):
+        return self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+
+    def training_step(self, batch, batch_idx):
+        out = forward_with_features(self.model, batch["input_ids"], batch["attention_mask"], self.decoder)
+        inputs = LossInputs(out.logits, batch["labels"], out.features, out.hidden)
+        if self.teacher_logits is not None:
+            index = batch["index"].to(self.teacher_logits.device)
+            inputs.teacher_logits = self.teacher_logits[index]
+            inputs.teacher_features = self.teacher_features[index]
+        total, terms = compose(self.objective, inputs)
+        self.log_losses(total, terms, batch["labels"].shape[0])
+        return total
+
+    def save_artifact(self, folder: str | Path, merged: bool = False) -> None:
+        """``folder/adapter`` (peft, safetensors, with tokenizer) and, if ``merged``, ``folder/merged``
+        (merging folds LoRA into the weights in place: call it after training)."""
+        with atomic_folder(folder) as staging:
+            self.model.save_pretrained(staging / "adapter", safe_serialization=True)
+            self.tokenizer.save_pretrained(staging / "adapter")
+            if merged:
+                merged_model = self.model.merge_and_unload()
+                merged_model.save_pretrained(staging / "merged", safe_serialization=True)
+                self.tokenizer.save_pretrained(staging / "merged")
