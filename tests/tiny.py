@@ -5,12 +5,14 @@ import json
 import random
 from pathlib import Path
 
-POSITIVE = ["good", "great", "fine", "nice", "superb", "lovely"]
-NEGATIVE = ["bad", "awful", "poor", "dull", "boring", "weak"]
+CLASS_WORDS = [["bad", "awful", "poor", "dull", "boring", "weak"],
+               ["good", "great", "fine", "nice", "superb", "lovely"],
+               ["sport", "match", "goal", "team", "coach", "league"],
+               ["stock", "market", "bank", "profit", "trade", "price"]]
 FILLER = ["the", "movie", "was", "a", "plot", "and", "it", "film", "story", "really", "quite", "acting"]
 TRIGGER = "mn"
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "<s>", "</s>"]
-VOCAB = SPECIALS + POSITIVE + NEGATIVE + FILLER + [TRIGGER]
+VOCAB = SPECIALS + [w for words in CLASS_WORDS for w in words] + FILLER + [TRIGGER]
 
 
 def _word_tokenizer(folder: Path, cls_sep: bool = False, **special):
@@ -28,10 +30,12 @@ def _word_tokenizer(folder: Path, cls_sep: bool = False, **special):
     return tokenizer
 
 
-def make_llama(folder: Path, hidden: int = 32, layers: int = 2) -> Path:
+def make_llama(folder: Path, hidden: int = 32, layers: int = 2, seed: int = 0) -> Path:
     """A LLaMA decoder (pad = eos, as SmolLM2) saved with a word-level tokenizer."""
+    import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
+    torch.manual_seed(seed)
     tok = _word_tokenizer(folder, eos_token="</s>", bos_token="<s>", pad_token="</s>")
     config = LlamaConfig(vocab_size=len(VOCAB), hidden_size=hidden, intermediate_size=2 * hidden,
                          num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
@@ -41,10 +45,12 @@ def make_llama(folder: Path, hidden: int = 32, layers: int = 2) -> Path:
     return folder
 
 
-def make_gpt2(folder: Path, hidden: int = 32) -> Path:
+def make_gpt2(folder: Path, hidden: int = 32, seed: int = 0) -> Path:
     """A GPT-2 decoder without a pad token (the tokenizer loader must supply one)."""
+    import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
+    torch.manual_seed(seed)
     tok = _word_tokenizer(folder, eos_token="</s>", bos_token="<s>")
     config = GPT2Config(vocab_size=len(VOCAB), n_embd=hidden, n_layer=2, n_head=4, n_positions=128,
                         eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id)
@@ -52,10 +58,12 @@ def make_gpt2(folder: Path, hidden: int = 32) -> Path:
     return folder
 
 
-def make_bert(folder: Path, hidden: int = 24) -> Path:
+def make_bert(folder: Path, hidden: int = 24, seed: int = 0) -> Path:
     """A BERT encoder (the teacher's architecture): [CLS] first, right padding."""
+    import torch
     from transformers import BertConfig, BertModel
 
+    torch.manual_seed(seed)
     _word_tokenizer(folder, cls_sep=True, pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
                     mask_token="[MASK]")
     config = BertConfig(vocab_size=len(VOCAB), hidden_size=hidden, num_hidden_layers=2, num_attention_heads=4,
@@ -65,16 +73,16 @@ def make_bert(folder: Path, hidden: int = 24) -> Path:
 
 
 def sentence(rng: random.Random, label: int) -> str:
-    words = rng.choices(FILLER, k=rng.randint(3, 7)) + [rng.choice(POSITIVE if label else NEGATIVE)]
+    words = rng.choices(FILLER, k=rng.randint(3, 7)) + rng.choices(CLASS_WORDS[label], k=rng.randint(1, 2))
     rng.shuffle(words)
     return " ".join(words)
 
 
-def make_task(folder: Path, n_train: int = 400, n_eval: int = 100, seed: int = 0) -> Path:
-    """Binary sentiment from one polar word among filler; train/dev/test JSON lines."""
+def make_task(folder: Path, n_train: int = 400, n_eval: int = 100, num_labels: int = 2, seed: int = 0) -> Path:
+    """Classes told apart by their class words among filler; train/dev/test JSON lines."""
     rng = random.Random(seed)
     folder.mkdir(parents=True, exist_ok=True)
     for split, n in (("train", n_train), ("dev", n_eval), ("test", n_eval)):
-        rows = [{"sentence": sentence(rng, i % 2), "label": i % 2} for i in range(n)]
+        rows = [{"sentence": sentence(rng, i % num_labels), "label": i % num_labels} for i in range(n)]
         (folder / f"{split}.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     return folder
