@@ -9,7 +9,7 @@ import torch
 
 from students.lora import LoraSpec, attach_lora
 from w2s.embedded import resolve_model
-from w2s.tokenizers import is_decoder, load_tokenizer
+from w2s.tokenizers import load_tokenizer
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -38,12 +38,6 @@ class StudentSpec:
         if self.dtype not in DTYPES:
             raise ValueError(f"unknown dtype {self.dtype!r}; valid: auto, {', '.join(DTYPES)}")
         return DTYPES[self.dtype]
-
-
-def student_is_decoder(spec: StudentSpec) -> bool:
-    from transformers import AutoConfig
-
-    return is_decoder(AutoConfig.from_pretrained(resolve_model(spec.name), trust_remote_code=spec.trust_remote_code))
 
 
 def build_student(spec: StudentSpec, num_labels: int, lora: Optional[LoraSpec] = None):

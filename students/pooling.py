@@ -1,8 +1,6 @@
 """The pooled student feature: the state its classification head reads."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor
 
@@ -22,19 +20,3 @@ def pool(hidden: Tensor, attention_mask: Tensor, decoder: bool) -> Tensor:
     """``(B, L, H), (B, L) -> (B, H)``: last non-padding token for decoders, CLS for encoders."""
     index = last_token_index(attention_mask) if decoder else first_token_index(attention_mask)
     return hidden[torch.arange(hidden.shape[0], device=hidden.device), index]
-
-
-@dataclass
-class StudentOutput:
-    """logits ``(B, C)``, hidden ``(B, L, H)`` (last layer), features ``(B, H)`` (pooled)."""
-
-    logits: Tensor
-    hidden: Tensor
-    features: Tensor
-
-
-def forward_with_features(model, input_ids: Tensor, attention_mask: Tensor, decoder: bool) -> StudentOutput:
-    """Run a sequence classifier once and return its logits with the pooled last-layer state."""
-    out = model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
-    hidden = out.hidden_states[-1]
-    return StudentOutput(out.logits, hidden, pool(hidden, attention_mask, decoder))

@@ -8,6 +8,15 @@ os.environ.setdefault("WANDB_MODE", "offline")
 
 from tests import tiny  # noqa: E402
 
+BACKDOOR = dict(attack="badnet", mode="dirty-label", target_label=0, count=None, poison_rate=0.15)
+
+
+def make_trainer(max_epochs: int = 1, callbacks=(), **kwargs):
+    import pytorch_lightning as pl
+
+    return pl.Trainer(max_epochs=max_epochs, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                      enable_progress_bar=False, enable_model_summary=False, callbacks=list(callbacks), **kwargs)
+
 
 @pytest.fixture(scope="session")
 def models(tmp_path_factory):
@@ -19,4 +28,32 @@ def models(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def task(tmp_path_factory):
-    return str(tiny.make_task(tmp_path_factory.mktemp("task")))
+    """A 4-class synthetic task (train 400, dev/test 200)."""
+    return str(tiny.make_task(tmp_path_factory.mktemp("task"), n_train=400, n_eval=200, num_labels=4))
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory, models, task):
+    """Stage artifacts on the synthetic task: a clean fine-tuned tiny LLaMA student and a
+    teacher (tiny BERT + projection to the student's width), each with test CA/ASR."""
+    import pytorch_lightning as pl
+
+    from students import StudentSpec
+    from teachers import TeacherSpec
+    from w2s.attacks import PoisonConfig
+    from w2s.data.datamodule import W2SDataModule
+    from w2s.lit import OptimConfig, PoisonModule, TeacherModule
+
+    root, attack = tmp_path_factory.mktemp("stages"), PoisonConfig(**BACKDOOR)
+    pl.seed_everything(0)
+    student = PoisonModule(StudentSpec(models["llama"]), num_labels=4, optim=OptimConfig(lr=3e-3))
+    data = W2SDataModule(task, tokenizer=models["llama"], attack=attack, batch_size=16)
+    make_trainer(5).fit(student, data)
+    student.save_artifact(root / "student")
+    teacher = TeacherModule(TeacherSpec(models["bert"], student=models["llama"], num_labels=4), OptimConfig(lr=3e-3))
+    data = W2SDataModule(task, tokenizer=models["bert"], attack=attack, batch_size=16)
+    make_trainer(8).fit(teacher, data)
+    teacher.save_artifact(root / "teacher")
+    return {"student": str(root / "student"), "teacher": str(root / "teacher"),
+            "teacher_test": make_trainer().test(teacher, data, verbose=False)}
+

@@ -4,13 +4,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from students.build import StudentSpec, build_student
+from students.build import StudentSpec
+from students.forward import model_inputs
 from students.lora import LoraSpec
 from w2s.artifacts import atomic_folder
-from w2s.lit.base import ClassifierModule, OptimConfig
+from w2s.lit.base import OptimConfig
+from w2s.lit.student import StudentModule
 
 
-class PoisonModule(ClassifierModule):
+class PoisonModule(StudentModule):
     """Full fine-tuning of the student on the poisoned train split, or LoRA merged into the
     weights when saving. The artifact is an ordinary Hugging Face folder (safetensors)."""
 
@@ -21,17 +23,14 @@ class PoisonModule(ClassifierModule):
             raise ValueError("poisoning a quantized student needs lora (only LoRA trains on quantized weights)")
         self.save_hyperparameters()
         self.spec, self.num_labels, self.lora = student, num_labels, lora
-        self.model = self.tokenizer = None
 
     def configure_model(self) -> None:
         if self.model is None:
-            self.model, self.tokenizer = build_student(self.spec, self.num_labels, self.lora)
-
-    def logits(self, batch):
-        return self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            self.build(self.spec, self.num_labels, self.lora)
 
     def training_step(self, batch, batch_idx):
-        out = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
+        out = self.model(**model_inputs(batch["input_ids"], batch["attention_mask"], self.decoder),
+                         labels=batch["labels"])
         self.log_losses(out.loss, {"ce": out.loss}, batch["labels"].shape[0])
         return out.loss
 

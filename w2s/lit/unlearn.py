@@ -13,17 +13,17 @@ from typing import Optional
 
 import torch
 
-from students.build import StudentSpec, build_student
+from students.build import StudentSpec
+from students.forward import forward_with_features
 from students.lora import LoraSpec
-from students.pooling import forward_with_features
 from teachers.model import TeacherModel
 from w2s.artifacts import atomic_folder
-from w2s.lit.base import ClassifierModule, OptimConfig
+from w2s.lit.base import OptimConfig
+from w2s.lit.student import StudentModule
 from w2s.losses.objective import LossInputs, ObjectiveConfig, compose
-from w2s.tokenizers import is_decoder
 
 
-class UnlearnModule(ClassifierModule):
+class UnlearnModule(StudentModule):
     """Args:
         student: the poisoned student (a folder saved by the poisoning stage, or any name).
         teacher: folder of a saved teacher; needed when ``objective.kd`` or ``objective.fa`` > 0.
@@ -40,14 +40,12 @@ class UnlearnModule(ClassifierModule):
         self.save_hyperparameters()
         self.spec, self.teacher_path, self.lora, self.objective = student, teacher, lora, objective
         self.num_labels = num_labels
-        self.model = self.tokenizer = self.teacher = None
-        self.teacher_logits = self.teacher_features = None
+        self.teacher = self.teacher_logits = self.teacher_features = None
 
     def configure_model(self) -> None:
         if self.model is not None:
             return
-        self.model, self.tokenizer = build_student(self.spec, self.num_labels, self.lora)
-        self.decoder = is_decoder(self.model.config)
+        self.build(self.spec, self.num_labels, self.lora)
         if self.objective.needs_teacher:
             teacher = TeacherModel.load(self.teacher_path)
             hidden = self.model.config.hidden_size
@@ -82,9 +80,6 @@ class UnlearnModule(ClassifierModule):
             raise ValueError("teacher cache needs row indices 0..N-1")
         self.teacher_logits = torch.stack([logits[i] for i in order])
         self.teacher_features = torch.stack([features[i] for i in order])
-
-    def logits(self, batch):
-        return self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
 
     def training_step(self, batch, batch_idx):
         out = forward_with_features(self.model, batch["input_ids"], batch["attention_mask"], self.decoder)

@@ -1,0 +1,34 @@
+"""One forward pass of a student, with the inputs its padding side needs."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor
+
+from students.pooling import pool
+
+
+def model_inputs(input_ids: Tensor, attention_mask: Tensor, decoder: bool) -> dict[str, Tensor]:
+    """Keyword inputs for a sequence classifier. Left-padded decoders get position ids that
+    start at 0 on the first real token, so a padded row computes what it would alone (this
+    matters for absolute position embeddings such as GPT-2's)."""
+    inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+    if decoder:
+        inputs["position_ids"] = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+    return inputs
+
+
+@dataclass
+class StudentOutput:
+    """logits ``(B, C)``, hidden ``(B, L, H)`` (last layer), features ``(B, H)`` (pooled)."""
+
+    logits: Tensor
+    hidden: Tensor
+    features: Tensor
+
+
+def forward_with_features(model, input_ids: Tensor, attention_mask: Tensor, decoder: bool) -> StudentOutput:
+    """Run a sequence classifier once and return its logits with the pooled last-layer state."""
+    out = model(**model_inputs(input_ids, attention_mask, decoder), output_hidden_states=True)
+    hidden = out.hidden_states[-1]
+    return StudentOutput(out.logits, hidden, pool(hidden, attention_mask, decoder))

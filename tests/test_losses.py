@@ -1,0 +1,116 @@
+"""Loss functions against torch.nn.functional references and their limits."""
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from w2s.losses import (LossInputs, ObjectiveConfig, compose, feature_alignment_loss, feature_alignment_reference,
+                        kd_loss, preset)
+
+shapes = st.tuples(st.integers(1, 8), st.integers(2, 6))
+
+
+@settings(max_examples=50, deadline=None)
+@given(shape=shapes, seed=st.integers(0, 10_000), temperature=st.floats(0.5, 8.0))
+def test_kd_properties(shape, seed, temperature):
+    g = torch.Generator().manual_seed(seed)
+    s, t = torch.randn(*shape, generator=g) * 3, torch.randn(*shape, generator=g) * 3
+    assert kd_loss(t, t, temperature).item() == pytest.approx(0.0, abs=1e-6)
+    assert kd_loss(s, t, temperature).item() >= -1e-6
+    reference = F.kl_div(F.log_softmax(s / temperature, -1), F.softmax(t / temperature, -1),
+                         reduction="batchmean") * temperature**2
+    assert kd_loss(s, t, temperature).item() == pytest.approx(reference.item(), rel=1e-4, abs=1e-6)
+    # shifting logits by a constant per row changes no softmax
+    assert kd_loss(s + 5.0, t - 2.0, temperature).item() == pytest.approx(kd_loss(s, t, temperature).item(), abs=1e-4)
+
+
+def test_kd_high_temperature_limit_is_logit_matching():
+    """As T -> inf, T^2 KL -> 1/(2C) * mean_b || (s - mean s) - (t - mean t) ||^2 (Hinton et al.)."""
+    g = torch.Generator().manual_seed(0)
+    s, t = torch.randn(16, 5, generator=g), torch.randn(16, 5, generator=g)
+    centred = (s - s.mean(-1, keepdim=True)) - (t - t.mean(-1, keepdim=True))
+    limit = centred.pow(2).sum(-1).mean() / (2 * 5)
+    assert kd_loss(s, t, temperature=200.0).item() == pytest.approx(limit.item(), rel=1e-2)
+
+
+def test_kd_gradient_only_to_student_and_validation():
+    s = torch.randn(4, 3, requires_grad=True)
+    t = torch.randn(4, 3, requires_grad=True)
+    kd_loss(s, t).backward()
+    assert s.grad is not None and t.grad is None
+    with pytest.raises(ValueError, match="temperature"):
+        kd_loss(s, t, 0.0)
+    with pytest.raises(ValueError, match="shapes differ"):
+        kd_loss(s, torch.randn(4, 2))
+
+
+@settings(max_examples=50, deadline=None)
+@given(b=st.integers(1, 8), h=st.integers(1, 16), seed=st.integers(0, 10_000))
+def test_feature_alignment_properties(b, h, seed):
+    g = torch.Generator().manual_seed(seed)
+    z, f = torch.randn(b, h, generator=g), torch.randn(b, h, generator=g)
+    assert feature_alignment_loss(z, z).item() == pytest.approx(0.0, abs=1e-6)
+    # mean over samples of the squared L2 distance = H * elementwise MSE
+    assert feature_alignment_loss(z, f).item() == pytest.approx(h * F.mse_loss(f, z).item(), rel=1e-5)
+    assert feature_alignment_loss(z, f).item() == pytest.approx(feature_alignment_loss(f, z).item(), rel=1e-6)
+    normalised = feature_alignment_loss(z, f, normalize=True).item()
+    assert -1e-6 <= normalised <= 4 + 1e-5
+    assert feature_alignment_loss(z, 3.0 * z, normalize=True).item() == pytest.approx(0.0, abs=1e-5)
+
+
+def test_feature_alignment_reference_broadcasting():
+    g = torch.Generator().manual_seed(1)
+    z, hidden = torch.randn(3, 4, generator=g), torch.randn(3, 5, 4, generator=g)
+    manual = sum(((z[-1] - hidden[b, t]) ** 2).sum() for b in range(3) for t in range(5)) / 15
+    assert feature_alignment_reference(z, hidden).item() == pytest.approx(manual.item(), rel=1e-5)
+    assert feature_alignment_reference(z, z[-1].expand(3, 5, 4)).item() == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(ValueError, match=r"\(B, L, H\)"):
+        feature_alignment_reference(z, hidden[:, 0])
+    with pytest.raises(ValueError, match=r"\(B, H\)"):
+        feature_alignment_loss(z, hidden)
+
+
+def _inputs():
+    g = torch.Generator().manual_seed(2)
+    return LossInputs(student_logits=torch.randn(4, 2, generator=g), labels=torch.tensor([0, 1, 1, 0]),
+                      student_features=torch.randn(4, 6, generator=g), student_hidden=torch.randn(4, 3, 6, generator=g),
+                      teacher_logits=torch.randn(4, 2, generator=g), teacher_features=torch.randn(4, 6, generator=g))
+
+
+def test_compose_is_the_weighted_sum_of_named_terms():
+    x, config = _inputs(), ObjectiveConfig(ce=2.0, kd=0.5, fa=0.25)
+    total, terms = compose(config, x)
+    assert set(terms) == {"ce", "kd", "fa"}
+    assert terms["ce"].item() == pytest.approx(F.cross_entropy(x.student_logits, x.labels).item())
+    assert terms["kd"].item() == pytest.approx(kd_loss(x.student_logits, x.teacher_logits).item())
+    assert terms["fa"].item() == pytest.approx(feature_alignment_loss(x.teacher_features, x.student_features).item())
+    assert total.item() == pytest.approx(2.0 * terms["ce"].item() + 0.5 * terms["kd"].item() + 0.25 * terms["fa"].item())
+    compat = compose(ObjectiveConfig(ce=0, kd=0, fa=1, fa_mode="compat"), x)[0]
+    assert compat.item() == pytest.approx(feature_alignment_reference(x.teacher_features, x.student_hidden).item())
+
+
+def test_clean_lora_needs_no_teacher():
+    x = _inputs()
+    x.teacher_logits = x.teacher_features = None
+    config = preset("lora")
+    assert not config.needs_teacher
+    total, terms = compose(config, x)
+    assert set(terms) == {"ce"} and total.item() == pytest.approx(terms["ce"].item())
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(fa_mode="tokens"), "unknown fa_mode"), (dict(kd=-1.0), "kd must be >= 0")])
+def test_objective_validation(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        ObjectiveConfig(**kwargs)
+    with pytest.raises(ValueError, match="every loss weight is 0"):
+        compose(ObjectiveConfig(ce=0, kd=0, fa=0), _inputs())
+    with pytest.raises(ValueError, match="unknown objective preset"):
+        preset("w2s-magic")
+
+
+def test_reference_presets():
+    assert (preset("badnet").ce, preset("badnet").kd, preset("badnet").fa) == (5.0, 0.001, 0.001)
+    assert (preset("insent").ce, preset("insent").kd, preset("insent").fa) == (3.0, 0.01, 0.001)
+    assert (preset("synattack").ce, preset("synattack").kd, preset("synattack").fa) == (1.0, 0.035, 0.002)
