@@ -20,6 +20,7 @@ class StudentModule(ClassifierModule):
 
     def build(self, spec: StudentSpec, num_labels: int, lora: Optional[LoraSpec]) -> None:
         self.model, self.tokenizer = build_student(spec, num_labels, lora)
+        self.model.train()  # from_pretrained returns eval mode; LoRA dropout must be active
         self.decoder = is_decoder(self.model.config)
 
     def logits(self, batch):

@@ -52,14 +52,8 @@ class UnlearnModule(StudentModule):
             if teacher.spec.student_hidden_size != hidden:
                 raise ValueError(f"teacher projects to {teacher.spec.student_hidden_size} dims but the student's "
                                  f"hidden size is {hidden}: train the teacher for this student")
-            self.teacher = teacher.eval().requires_grad_(False)
-
-    def train(self, mode: bool = True):
-        """Lightning switches every submodule to train mode each epoch; the teacher stays in eval."""
-        super().train(mode)
-        if self.teacher is not None:
-            self.teacher.eval()
-        return self
+            # Not registered as a submodule: it is not trained, checkpointed or wrapped by DDP.
+            object.__setattr__(self, "teacher", teacher.eval().requires_grad_(False))
 
     def on_fit_start(self) -> None:
         if self.teacher is not None:
@@ -68,7 +62,7 @@ class UnlearnModule(StudentModule):
     @torch.no_grad()
     def cache_teacher(self, loader) -> None:
         """Teacher logits ``(N, C)`` and features ``(N, H)`` for every training row, once."""
-        self.teacher.eval()
+        self.teacher.to(self.device)
         logits, features = {}, {}
         for batch in loader:
             out_logits, out_features = self.teacher(batch["teacher_input_ids"].to(self.device),
@@ -80,6 +74,7 @@ class UnlearnModule(StudentModule):
             raise ValueError("teacher cache needs row indices 0..N-1")
         self.teacher_logits = torch.stack([logits[i] for i in order])
         self.teacher_features = torch.stack([features[i] for i in order])
+        self.teacher.to("cpu")  # not needed on the accelerator any more
 
     def training_step(self, batch, batch_idx):
         out = forward_with_features(self.model, batch["input_ids"], batch["attention_mask"], self.decoder)
