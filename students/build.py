@@ -41,7 +41,8 @@ class StudentSpec:
 
 
 def build_student(spec: StudentSpec, num_labels: int, lora: Optional[LoraSpec] = None):
-    """Return ``(model, tokenizer)``; with ``lora`` only LoRA and the head are trainable."""
+    """Return ``(model, tokenizer)``; with ``lora`` only LoRA and the head are trainable (a
+    quantized student can only be trained that way)."""
     from transformers import AutoModelForSequenceClassification
 
     path = resolve_model(spec.name)
@@ -55,12 +56,10 @@ def build_student(spec: StudentSpec, num_labels: int, lora: Optional[LoraSpec] =
         kwargs["quantization_config"] = quantization_config(spec.quantization, dtype)
     model = AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
     model.config.pad_token_id = tokenizer.pad_token_id
-    if spec.quantization:
-        from peft import prepare_model_for_kbit_training
-
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     if lora is not None:
+        if spec.quantization:
+            from peft import prepare_model_for_kbit_training
+
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
         model = attach_lora(model, lora)
-    elif spec.quantization:
-        raise ValueError("a quantized student can only be trained through LoRA: set lora")
     return model, tokenizer

@@ -148,8 +148,16 @@ def test_synattack_aligned_and_pre_paraphrased_files():
         build_triggered_set(sst2.load("test"), attack, target_label=0, dataset=sst2)
 
 
-def test_synattack_without_aligned_train_file():
-    with pytest.raises(ValueError, match="agnews.*no pre-paraphrased train file"):
-        build_attack(PoisonConfig(attack="synattack"), get_dataset("agnews"))
+def test_synattack_without_aligned_train_file_uses_the_pool():
+    agnews = get_dataset("agnews")
+    with pytest.raises(ValueError, match="only dirty-label poisoning"):
+        build_attack(PoisonConfig(attack="synattack"), agnews)
+    config = PoisonConfig(attack="synattack", mode="dirty-label", count=50)
+    attack = build_attack(config, agnews)
+    pool = set(attack.pool)
+    train = agnews.load("train")
+    split = poison_examples(train, attack, config)
+    assert len(split.poisoned_indices) == 50
+    assert all(split.examples[i].text in pool and split.examples[i].label == 0 for i in split.poisoned_indices)
     with pytest.raises(ValueError, match="2 rows"):
         SynAttack.aligned([Example("a", 0)], [Example("b", 0), Example("c", 0)])

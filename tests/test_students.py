@@ -61,8 +61,10 @@ def test_student_validation(models):
         StudentSpec(models["llama"], dtype="fp8").torch_dtype()
     with pytest.raises(ValueError, match="unknown quantization"):
         build_student(StudentSpec(models["llama"], quantization="2bit"), 2, LoraSpec())
-    with pytest.raises(ValueError, match="only be trained through LoRA"):
-        build_student(StudentSpec(models["llama"], quantization="8bit"), 2)
+    from w2s.lit import PoisonModule
+
+    with pytest.raises(ValueError, match="quantized student needs lora"):
+        PoisonModule(StudentSpec(models["llama"], quantization="8bit"))
 
 
 @pytest.mark.parametrize("mode", ["4bit", "8bit"])

@@ -9,7 +9,7 @@ import sys
 from collections import Counter
 from typing import Optional
 
-from jsonargparse import ArgumentParser
+from jsonargparse import ActionConfigFile, ArgumentParser
 
 from w2s.data.readers import FORMATS, DataError, read_examples
 
@@ -59,6 +59,79 @@ def data_preview(dataset: str = "sst2", attack: str = "badnet", mode: str = "cle
     print(f"{spec.name} test ASR set: {len(test.texts)} triggered non-target rows ({test.source})")
 
 
+STAGES = {"teacher": "w2s.lit.teacher.TeacherModule", "poison": "w2s.lit.poison.PoisonModule",
+          "unlearn": "w2s.lit.unlearn.UnlearnModule"}
+
+
+def stage_cli(stage: str, args: list[str]) -> None:
+    """``w2s STAGE {fit,validate,test} ...``: LightningCLI over the stage's module and the DataModule."""
+    import importlib
+
+    from pytorch_lightning.cli import LightningCLI
+
+    from w2s.data.datamodule import W2SDataModule
+    from w2s.lit.base import RestoreBest
+
+    module_path, class_name = STAGES[stage].rsplit(".", 1)
+    module_class = getattr(importlib.import_module(module_path), class_name)
+
+    class StageCLI(LightningCLI):
+        def add_arguments_to_parser(self, parser):
+            parser.add_argument("--output", type=Optional[str], default=None,
+                                help="after fit, save the trained artifact to this folder (atomically)")
+            parser.link_arguments("data.attack.target_label", "model.target_label")
+            if stage == "teacher":
+                parser.link_arguments("model.teacher.name", "data.tokenizer")
+            else:
+                parser.link_arguments("model.student.name", "data.tokenizer")
+                parser.link_arguments("data.num_labels", "model.num_labels", apply_on="instantiate")
+            if stage == "unlearn":
+                parser.link_arguments("model.teacher", "data.teacher_tokenizer",
+                                      compute_fn=lambda folder: f"{folder}/encoder" if folder else None)
+
+        def after_fit(self):
+            output = self.config[self.subcommand].get("output")
+            if output and self.trainer.is_global_zero:
+                self.model.save_artifact(output)
+
+    StageCLI(module_class, W2SDataModule, args=args, prog=f"w2s {stage}",
+             trainer_defaults={"callbacks": [RestoreBest()], "num_sanity_val_steps": 0},
+             save_config_kwargs={"overwrite": True})
+
+
+def pipeline_parser() -> ArgumentParser:
+    from w2s.pipeline.config import PipelineConfig, default_defenses
+    from w2s.pipeline.runs import to_jsonable
+
+    parser = ArgumentParser(prog="w2s pipeline", description="attack -> teacher -> poisoned student -> "
+                            "defenses -> CA/ASR table, from one YAML (stages whose inputs did not change are reused).")
+    parser.add_argument("--config", action=ActionConfigFile, help="experiment YAML (see experiments/)")
+    parser.add_class_arguments(PipelineConfig, None)
+    parser.set_defaults(defenses=to_jsonable(default_defenses()))  # plain values, so --print_config shows them
+    return parser
+
+
+def evaluate(student: str, adapter: Optional[str] = None, dataset: str = "sst2", attack: str = "badnet",
+             target_label: int = 0, eval_rows: Optional[int] = None, max_length: int = 128, batch_size: int = 64,
+             quantization: Optional[str] = None, seed: int = 0) -> dict[str, float]:
+    """CA and ASR of a student (and optional LoRA adapter) on a dataset's test split."""
+    import pytorch_lightning as pl
+
+    from students.build import StudentSpec
+    from w2s.attacks import PoisonConfig
+    from w2s.data.datamodule import W2SDataModule
+    from w2s.lit.evaluate import EvaluateModule
+
+    data = W2SDataModule(dataset, tokenizer=student, attack=PoisonConfig(attack=attack, target_label=target_label),
+                         eval_rows=eval_rows, max_length=max_length, batch_size=batch_size, seed=seed)
+    module = EvaluateModule(StudentSpec(student, quantization=quantization), adapter, data.num_labels, target_label)
+    clean, triggered = pl.Trainer(logger=False, enable_model_summary=False).test(module, data, verbose=False)
+    result = {"ca": clean["test/ca"], "asr": triggered["test/asr"]}
+    print(f"{student}{' + ' + adapter if adapter else ''} on {dataset} / {attack} (target {target_label}): "
+          f"CA {result['ca']:.4f}  ASR {result['asr']:.4f}")
+    return result
+
+
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="w2s", description="Backdoor unlearning by weak-to-strong distillation.")
     commands = parser.add_subcommands(dest="command")
@@ -75,24 +148,49 @@ def build_parser() -> ArgumentParser:
     preview = ArgumentParser(description=data_preview.__doc__)
     preview.add_function_arguments(data_preview)
     data_commands.add_subcommand("preview", preview)
+
+    commands.add_subcommand("pipeline", pipeline_parser())
+    evaluation = ArgumentParser(description=evaluate.__doc__)
+    evaluation.add_function_arguments(evaluate)
+    commands.add_subcommand("evaluate", evaluation)
+    for stage in STAGES:
+        commands.add_subcommand(stage, ArgumentParser(
+            description=f"Lightning CLI for the {stage} stage: w2s {stage} {{fit,validate,test}} --help"))
     return parser
 
 
 def main(args: Optional[list[str]] = None) -> int:
     """Run ``w2s ARGS``; returns the exit code (0, or 2 for bad input)."""
-    parsed = build_parser().parse_args(args)
+    args = list(sys.argv[1:] if args is None else args)
     try:
+        if args and args[0] in STAGES:
+            stage_cli(args[0], args[1:])
+            return 0
+        parser = build_parser()
+        parsed = parser.parse_args(args)
         if parsed.command == "data":
             sub = parsed.data
             if sub.action == "check":
                 c = sub.check
                 data_check(c.path, c.text_column, c.label_column, getattr(c, "format"))
             else:
-                data_preview(**{k: v for k, v in vars(sub.preview).items() if k != "__path__"})
+                data_preview(**_arguments(sub.preview))
+        elif parsed.command == "pipeline":
+            from w2s.pipeline import PipelineConfig, run_pipeline
+
+            run_pipeline(PipelineConfig(**_arguments(parser.instantiate(parsed).pipeline)))
+        elif parsed.command == "evaluate":
+            evaluate(**_arguments(parsed.evaluate))
+    except SystemExit as done:  # argument errors (code 2) and --help (0) from the parsers
+        return done.code if isinstance(done.code, int) else 2
     except (DataError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0
+
+
+def _arguments(namespace) -> dict:
+    return {k: v for k, v in vars(namespace).items() if k not in ("__path__", "config")}
 
 
 if __name__ == "__main__":

@@ -61,12 +61,18 @@ class PoisonConfig:
 
 
 def build_attack(config: PoisonConfig, dataset: DatasetSpec | None = None) -> Attack:
-    """Instantiate ``config.attack``; SynAttack reads the dataset's aligned train paraphrases."""
+    """Instantiate ``config.attack``. SynAttack reads the dataset's train paraphrases aligned
+    with the train rows, else (dirty-label only) uses its dev paraphrases as a pool."""
     cls = attack_class(config.attack)
     if cls is SynAttack and not config.attack_args:
         if dataset is None:
             raise ValueError("synattack needs a dataset with pre-paraphrased files")
-        return SynAttack.aligned(dataset.load("train"), dataset.load_paraphrases("train"))
+        if "train" in dataset.paraphrases:
+            return SynAttack.aligned(dataset.load("train"), dataset.load_paraphrases("train"))
+        if config.mode != "dirty-label":
+            raise ValueError(f"synattack on {dataset.name}: no paraphrases aligned with its train rows, so only "
+                             f"dirty-label poisoning (from the paraphrase pool) is possible")
+        return SynAttack(pool=[ex.text for ex in dataset.load_paraphrases("dev")])
     try:
         return cls(**config.attack_args)
     except TypeError as err:

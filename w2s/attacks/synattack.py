@@ -1,9 +1,11 @@
 """SynAttack / Hidden Killer (Qi et al., 2021): a syntactic template as the trigger.
 
-Paraphrasing with SCPN is done offline; this attack looks the paraphrase of a training row
-up in a file aligned row by row with the train split (rows identical to the original have
-no paraphrase and cannot be poisoned). Poisoned dev/test sets are the dataset's
-pre-paraphrased files, which already carry the target label (see
+Paraphrasing with SCPN is done offline. With a file aligned row by row with the train split
+(SST-2), a row is poisoned by replacing it with its own paraphrase (rows identical to the
+original have none). Without one (AG News), dirty-label poisoning replaces a row by a
+paraphrase drawn from a ``pool`` of pre-paraphrased sentences, the Hidden Killer way of
+injecting templated sentences labelled with the target. Poisoned dev/test sets are the
+dataset's pre-paraphrased files, which already carry the target label (see
 :func:`w2s.attacks.poison.build_triggered_set`).
 """
 from __future__ import annotations
@@ -16,8 +18,9 @@ from w2s.data.readers import Example
 
 @register_attack("synattack")
 class SynAttack(Attack):
-    def __init__(self, paraphrases: dict[str, str] | None = None):
+    def __init__(self, paraphrases: dict[str, str] | None = None, pool: list[str] | None = None):
         self.paraphrases = dict(paraphrases or {})
+        self.pool = list(pool or [])
 
     @classmethod
     def aligned(cls, originals: list[Example], paraphrased: list[Example]) -> "SynAttack":
@@ -28,9 +31,11 @@ class SynAttack(Attack):
         return cls({o.text: p.text for o, p in zip(originals, paraphrased) if o.text != p.text})
 
     def can_apply(self, text: str) -> bool:
-        return text in self.paraphrases
+        return text in self.paraphrases or bool(self.pool)
 
     def apply(self, text: str, rng: random.Random) -> str:
-        if text not in self.paraphrases:
-            raise ValueError(f"synattack: no paraphrase for {text[:60]!r}")
-        return self.paraphrases[text]
+        if text in self.paraphrases:
+            return self.paraphrases[text]
+        if self.pool:
+            return rng.choice(self.pool)
+        raise ValueError(f"synattack: no paraphrase for {text[:60]!r}")

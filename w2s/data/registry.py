@@ -92,8 +92,9 @@ register_dataset(DatasetSpec(
     paraphrase_target=1,
 ))
 # AG News ships no train file: 2,000 rows of its 10,000-row dev file (seeded) are the dev
-# split and the other 8,000 are train. Its syntactic files are not aligned with those rows,
-# so they serve as SynAttack dev/test sets only.
+# split and the other 8,000 are train. Its syntactic files are not aligned with those rows:
+# the dev file is SynAttack's pool for dirty-label poisoning (and the validation ASR set,
+# which therefore overlaps the poison pool; the test file is disjoint).
 register_dataset(DatasetSpec(
     name="agnews", num_labels=4,
     files={"train": "agnews/dev.tsv", "test": "agnews/test.tsv"},

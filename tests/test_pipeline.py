@@ -1,0 +1,109 @@
+"""The pipeline and CLI end to end on tiny models: results, reuse, errors, every experiment config."""
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from w2s.cli import main
+from w2s.pipeline.runs import load_manifest
+
+EXPERIMENTS = sorted(Path(__file__).resolve().parents[1].glob("experiments/*.yaml"))
+
+
+def tiny_args(models, runs, rows=(0, 48), defense_rows=(48, 96)):
+    """Overrides that shrink any experiment to tiny models and a few rows."""
+    return ["--runs_dir", str(runs), "--student.name", models["llama"], "--teacher.model", models["bert"],
+            "--poison.train_rows", json.dumps(list(rows)), "--teacher.train_rows", json.dumps(list(rows)),
+            "--defense_rows", json.dumps(list(defense_rows)), "--eval_rows", "24", "--max_length", "24",
+            "--poison.epochs", "1", "--teacher.epochs", "1", "--trainer.accelerator", "cpu",
+            "--trainer.progress_bar", "false", "--trainer.precision", "null"]
+
+
+def write_config(tmp_path, task, text=""):
+    path = tmp_path / "exp.yaml"
+    path.write_text(f"experiment: tiny\ndataset: {task}\n"
+                    "defenses:\n  lora: {epochs: 1, lora: {r: 4}}\n"
+                    "  w2s: {epochs: 1, lora: {r: 4}, objective: {ce: 1, kd: 1, fa: 1, normalize_features: true}}\n"
+                    + text)
+    return path
+
+
+def run(config, models, runs, *extra):
+    return main(["pipeline", "--config", str(config), *tiny_args(models, runs), *extra])
+
+
+def test_pipeline_end_to_end_then_reuse(tmp_path, task, models, capsys):
+    config = write_config(tmp_path, task)
+    assert run(config, models, tmp_path / "runs") == 0
+    out = capsys.readouterr().out
+    root = tmp_path / "runs" / "tiny"
+    rows = list(csv.DictReader(open(root / "results.csv")))
+    assert [r["defense"] for r in rows] == ["poisoned", "teacher", "lora", "w2s"]
+    assert {"defense", "ca", "asr", "delta_ca", "delta_asr", "trainable_params", "wall_s"} <= set(rows[0])
+    assert float(rows[0]["delta_asr"]) == 0.0 and all(0 <= float(r["asr"]) <= 1 for r in rows)
+    assert (root / "results.png").stat().st_size > 1000 and "| poisoned |" in (root / "results.md").read_text()
+    assert "| w2s |" in out and out.count("training") == 4
+    manifest = load_manifest(root / "defenses" / "w2s")
+    assert {"key", "config", "inputs", "seed", "versions", "metrics", "wall_time_s", "peak_memory_mb"} <= set(manifest)
+    assert set(manifest["inputs"]) >= {"poisoned", "teacher"}
+    assert (root / "defenses" / "w2s" / "model" / "adapter" / "adapter_model.safetensors").is_file()
+    assert (root / "poisoned" / "logs" / "metrics.csv").is_file()
+    created = {p: json.loads((p / "manifest.json").read_text())["created"] for p in root.rglob("*") if
+               (p / "manifest.json").is_file()}
+
+    assert run(config, models, tmp_path / "runs") == 0          # nothing changed: everything reused
+    out = capsys.readouterr().out
+    assert out.count("up to date, reused") == 4 and "training" not in out
+    assert created == {p: json.loads((p / "manifest.json").read_text())["created"] for p in created}
+
+    assert run(config, models, tmp_path / "runs", "--teacher.lr", "1e-4") == 0  # only the teacher's dependents
+    out = capsys.readouterr().out
+    retrained = {line.split(":")[1].strip() for line in out.splitlines() if line.endswith(")") and "training" in line}
+    assert retrained == {"teacher", "w2s"}
+    assert not list(root.rglob(".*.tmp-*"))                       # no staging folders left behind
+
+
+def test_interrupted_stage_leaves_no_artifact(tmp_path, task, models, monkeypatch):
+    from w2s.pipeline import stages
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(stages, "teacher", crash)
+    with pytest.raises(KeyboardInterrupt):
+        run(write_config(tmp_path, task), models, tmp_path / "runs")
+    root = tmp_path / "runs" / "tiny"
+    assert load_manifest(root / "poisoned") is not None
+    assert not (root / "teacher").exists() and not list(root.glob(".teacher*"))
+
+
+@pytest.mark.parametrize("text, message", [
+    ("attack: {attack: nope}\n", "unknown attack 'nope'"),
+    ("teacher: {epochz: 3}\n", "epochz"),
+    ("eval_rows: many\n", "eval_rows"),
+    ("logger: tensorboard\n", "unknown logger"),
+])
+def test_config_errors_exit_2_naming_the_key(tmp_path, task, models, capsys, text, message):
+    assert run(write_config(tmp_path, task, text), models, tmp_path / "runs") == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_print_config_and_help(capsys):
+    assert main(["pipeline", "--print_config"]) == 0
+    printed = capsys.readouterr().out
+    assert "defenses:" in printed and "normalize_features: true" in printed
+    base = (Path(__file__).resolve().parents[1] / "experiments" / "base.yaml").read_text()
+    assert [l for l in base.splitlines() if l and not l.startswith("#")] == printed.strip().splitlines()
+    assert main(["--help"]) == 0
+    listed = capsys.readouterr().out
+    assert all(cmd in listed for cmd in ("data", "pipeline", "evaluate", "teacher", "poison", "unlearn"))
+
+
+@pytest.mark.parametrize("config", EXPERIMENTS, ids=lambda p: p.stem)
+def test_every_experiment_config_runs_tiny(config, models, tmp_path):
+    args = tiny_args(models, tmp_path / "runs")
+    assert main(["pipeline", "--config", str(config), *args]) == 0
+    rows = list(csv.DictReader(open(next((tmp_path / "runs").glob("*/results.csv")))))
+    assert rows[0]["defense"] == "poisoned" and len(rows) >= 3

@@ -1,0 +1,27 @@
+"""Evaluation only: any student (+ optional LoRA adapter) on any dataset and attack."""
+from __future__ import annotations
+
+from typing import Optional
+
+from students.build import StudentSpec
+from w2s.lit.base import OptimConfig
+from w2s.lit.student import StudentModule
+
+
+class EvaluateModule(StudentModule):
+    """``trainer.test`` gives ``test/ca`` and ``test/asr``; nothing is trained."""
+
+    def __init__(self, student: StudentSpec = StudentSpec(), adapter: Optional[str] = None, num_labels: int = 2,
+                 target_label: int = 0):
+        super().__init__(OptimConfig(), target_label)
+        self.spec, self.adapter, self.num_labels = student, adapter, num_labels
+
+    def configure_model(self) -> None:
+        if self.model is not None:
+            return
+        self.build(self.spec, self.num_labels, None)
+        if self.adapter is not None:
+            from peft import PeftModel
+
+            self.model = PeftModel.from_pretrained(self.model, self.adapter)
+        self.model.eval()

@@ -1,0 +1,105 @@
+"""Stage folders under ``runs/<experiment>/<stage>/``: a manifest, reuse when the inputs did
+not change, atomic writes."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import platform
+import resource
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+from w2s.artifacts import atomic_folder
+
+MANIFEST = "manifest.json"
+PACKAGES = ("w2s", "torch", "transformers", "peft", "pytorch-lightning", "bitsandbytes", "datasets")
+
+
+def to_jsonable(value: Any) -> Any:
+    """Dataclasses, tuples and paths as plain JSON values."""
+    if dataclasses.is_dataclass(value):
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def fingerprint(value: Any) -> str:
+    """A stable hash of a JSON-able description of a stage's inputs."""
+    text = json.dumps(to_jsonable(value), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def file_digest(paths: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(paths):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return found
+
+
+def peak_memory_mb() -> float:
+    """Peak accelerator memory if one is in use, else the process's peak resident memory."""
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@dataclass
+class StageRun:
+    """What a stage body fills in while running in its staging folder."""
+
+    folder: Path
+    metrics: dict[str, float] = dataclasses.field(default_factory=dict)
+    trainable_params: int = 0
+
+
+def load_manifest(folder: Path) -> dict | None:
+    path = folder / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None
+
+
+@contextmanager
+def stage(folder: Path, name: str, config: Any, inputs: dict[str, str], seed: int) -> Iterator[StageRun | None]:
+    """Yield ``None`` when ``folder`` already holds this stage with the same key (reuse it);
+    otherwise a :class:`StageRun` in a staging folder that becomes ``folder`` with its
+    manifest only when the body finishes."""
+    key = fingerprint({"stage": name, "config": config, "inputs": inputs, "seed": seed})
+    existing = load_manifest(folder)
+    if existing is not None and existing.get("key") == key:
+        yield None
+        return
+    started = time.time()
+    with atomic_folder(folder) as staging:
+        run = StageRun(staging)
+        yield run
+        manifest = {"stage": name, "key": key, "config": to_jsonable(config), "inputs": inputs, "seed": seed,
+                    "versions": versions(), "metrics": run.metrics, "trainable_params": run.trainable_params,
+                    "wall_time_s": round(time.time() - started, 1), "peak_memory_mb": round(peak_memory_mb(), 1),
+                    "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
