@@ -26,8 +26,8 @@ $(VENV)/.models: $(VENV)/.installed
 setup: $(VENV)/.installed
 models: $(VENV)/.models
 
-demo: setup
-	$(BIN)/w2s data preview --dataset sst2 --attack badnet
+demo: models
+	$(BIN)/w2s pipeline --config experiments/demo.yaml
 
 test: setup
 	$(BIN)/python -m pytest

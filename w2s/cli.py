@@ -94,7 +94,7 @@ def stage_cli(stage: str, args: list[str]) -> None:
             if output and self.trainer.is_global_zero:
                 self.model.save_artifact(output)
 
-    StageCLI(module_class, W2SDataModule, args=args, prog=f"w2s {stage}",
+    StageCLI(module_class, W2SDataModule, args=args, parser_kwargs={"prog": f"w2s {stage}"},
              trainer_defaults={"callbacks": [RestoreBest()], "num_sanity_val_steps": 0},
              save_config_kwargs={"overwrite": True})
 
