@@ -20,12 +20,13 @@ def tiny_args(models, runs, rows=(0, 48), defense_rows=(48, 96)):
             "--trainer.progress_bar", "false", "--trainer.precision", "null"]
 
 
-def write_config(tmp_path, task, text=""):
+DEFENSES = ("defenses:\n  lora: {epochs: 1, lora: {r: 4}}\n"
+            "  w2s: {epochs: 1, lora: {r: 4}, objective: {ce: 1, kd: 1, fa: 1, normalize_features: true}}\n")
+
+
+def write_config(tmp_path, task, text="", defenses=DEFENSES):
     path = tmp_path / "exp.yaml"
-    path.write_text(f"experiment: tiny\ndataset: {task}\n"
-                    "defenses:\n  lora: {epochs: 1, lora: {r: 4}}\n"
-                    "  w2s: {epochs: 1, lora: {r: 4}, objective: {ce: 1, kd: 1, fa: 1, normalize_features: true}}\n"
-                    + text)
+    path.write_text(f"experiment: tiny\ndataset: {task}\n{defenses}{text}")
     return path
 
 
@@ -107,3 +108,11 @@ def test_every_experiment_config_runs_tiny(config, models, tmp_path):
     assert main(["pipeline", "--config", str(config), *args]) == 0
     rows = list(csv.DictReader(open(next((tmp_path / "runs").glob("*/results.csv")))))
     assert rows[0]["defense"] == "poisoned" and len(rows) >= 3
+
+
+def test_wandb_logger_offline(tmp_path, task, models, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    config = write_config(tmp_path, task, "logger: wandb\n", defenses="defenses: {lora: {epochs: 1}}\n")
+    assert run(config, models, tmp_path / "runs") == 0
+    assert list((tmp_path / "runs" / "tiny" / "defenses" / "lora").rglob("offline-run-*"))

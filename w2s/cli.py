@@ -146,11 +146,13 @@ def build_parser() -> ArgumentParser:
     check.add_argument("--format", type=Optional[str], help=f"one of {', '.join(FORMATS)}; default: detected")
     data_commands.add_subcommand("check", check)
     preview = ArgumentParser(description=data_preview.__doc__)
+    preview.add_argument("--config", action=ActionConfigFile)
     preview.add_function_arguments(data_preview)
     data_commands.add_subcommand("preview", preview)
 
     commands.add_subcommand("pipeline", pipeline_parser())
     evaluation = ArgumentParser(description=evaluate.__doc__)
+    evaluation.add_argument("--config", action=ActionConfigFile)
     evaluation.add_function_arguments(evaluate)
     commands.add_subcommand("evaluate", evaluation)
     for stage in STAGES:

@@ -49,7 +49,11 @@ def fit_and_test(config: PipelineConfig, run: StageRun, name: str, module: Class
                  train: W2SDataModule, epochs: int, evaluation: W2SDataModule | None = None) -> None:
     """Fit on ``train``, then test on ``evaluation`` (default: ``train``'s test split); metrics go to ``run``."""
     pl.seed_everything(config.seed, verbose=False)
-    make_trainer(config, run, epochs, name).fit(module, train)
+    trainer = make_trainer(config, run, epochs, name)
+    trainer.fit(module, train)
+    for logger in trainer.loggers:  # one W&B run per stage: close it before the folder is renamed
+        if isinstance(logger, pl.loggers.WandbLogger):
+            logger.experiment.finish()
     clean, triggered = make_trainer(config, None).test(module, evaluation or train, verbose=False)
     run.metrics = {"ca": clean["test/ca"], "asr": triggered["test/asr"]}
     run.trainable_params = sum(p.numel() for p in module.parameters() if p.requires_grad)
