@@ -38,6 +38,8 @@ def test_datamodule_batches_and_eval_sets(task, trained):
     assert len(data.train) == 100 and len(clean) == 40
     assert len(triggered) == sum(row["label"] != 0 for row in clean)
     assert all("mn" in row["text"].split() for row in triggered)
+    with pytest.raises(ValueError, match=r"train_rows \[0, 500\] run past the 400 train rows"):
+        unlearn_data(task, trained, train_rows=(0, 500)).setup("fit")
 
 
 def test_unlearning_trains_only_lora_and_head_with_a_frozen_cached_teacher(task, trained):

@@ -91,6 +91,12 @@ def test_config_errors_exit_2_naming_the_key(tmp_path, task, models, capsys, tex
     assert not (tmp_path / "runs").exists()
 
 
+def test_row_range_past_the_data_fails_before_training(tmp_path, task, models, capsys):
+    assert run(write_config(tmp_path, task), models, tmp_path / "runs", "--defense_rows", "[300, 900]") == 2
+    assert "defense_rows: [300, 900] is not a range [start, stop) within the 400 train rows" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
 def test_print_config_and_help(capsys):
     assert main(["pipeline", "--print_config"]) == 0
     printed = capsys.readouterr().out

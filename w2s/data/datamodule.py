@@ -70,6 +70,9 @@ class W2SDataModule(pl.LightningDataModule):
         if self.poison_train:  # poison first, so row indices match the aligned paraphrase file
             train = poison_examples(train, trigger, self.attack).examples
         if self.train_rows is not None:
+            if self.train_rows[1] > len(train):
+                raise ValueError(f"train_rows {list(self.train_rows)} run past the {len(train)} train rows "
+                                 f"of {self.spec.name}")
             train = train[self.train_rows[0]:self.train_rows[1]]
         self.train = _items(train)
         for split in ("dev", "test"):

@@ -23,8 +23,23 @@ def _run_stage(folder: Path, name: str, config: dict, inputs: dict, seed: int, b
     return load_manifest(folder)
 
 
+def _check_rows(config: PipelineConfig) -> None:
+    """Fail before any training if a row range runs past its train split."""
+    ranges = {"poison.train_rows": (config.poison.dataset or config.dataset, config.poison.train_rows),
+              "teacher.train_rows": (config.dataset, config.teacher.train_rows),
+              "defense_rows": (config.dataset, config.defense_rows)}
+    for key, (dataset, rows) in ranges.items():
+        if rows is None:
+            continue
+        size = len(get_dataset(dataset).load("train"))
+        if not 0 <= rows[0] < rows[1] <= size:
+            raise ValueError(f"{key}: {list(rows)} is not a range [start, stop) within the {size} train rows "
+                             f"of {dataset}")
+
+
 def run_pipeline(config: PipelineConfig) -> list[dict]:
     """Poisoned student, teacher (if a defense uses one), each defense; returns the result rows."""
+    _check_rows(config)
     root = Path(config.runs_dir) / config.experiment
     shared = {"dataset": config.dataset, "attack": config.attack, "max_length": config.max_length,
               "eval_rows": config.eval_rows, "precision": config.trainer.precision}
