@@ -50,6 +50,8 @@ class TeacherModel(nn.Module):
         self.spec = spec
         self.encoder = encoder or AutoModel.from_pretrained(
             resolve_model(spec.name), trust_remote_code=spec.trust_remote_code, use_safetensors=True)
+        if getattr(self.encoder, "pooler", None) is not None:
+            self.encoder.pooler = None  # unused (the feature is the last layer's CLS); DDP wants no unused parameters
         self.projection = nn.Linear(self.encoder.config.hidden_size, spec.student_hidden_size)
         self.classifier = nn.Linear(spec.student_hidden_size, spec.num_labels)
 

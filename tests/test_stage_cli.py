@@ -2,6 +2,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from w2s.cli import main
 
 TRAINER = ["--trainer.max_epochs", "1", "--trainer.accelerator", "cpu", "--trainer.logger", "false",
@@ -46,3 +48,17 @@ def test_console_script_exit_code(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "w2s.cli", "evaluate", "--student", str(tmp_path / "none")],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith("error: ")
+
+
+@pytest.mark.slow
+def test_unlearn_fit_under_ddp_on_two_cpu_processes(task, trained, tmp_path):
+    """The multi-process path (gloo): teacher cache per rank, metrics gathered, rank 0 saves."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "w2s.cli", "unlearn", "fit", "--model.student.name", trained["student"],
+         "--model.teacher", trained["teacher"], "--model.lora.r", "4", "--data.dataset", task,
+         "--data.batch_size", "8", "--trainer.max_epochs", "1", "--trainer.accelerator", "cpu",
+         "--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.enable_progress_bar", "false",
+         "--trainer.default_root_dir", str(tmp_path), "--output", str(tmp_path / "defended")],
+        capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (tmp_path / "defended" / "adapter" / "adapter_model.safetensors").is_file()

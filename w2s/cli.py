@@ -6,6 +6,7 @@ stderr and return exit code 2.
 from __future__ import annotations
 
 import sys
+import warnings
 from collections import Counter
 from typing import Optional
 
@@ -72,6 +73,8 @@ def stage_cli(stage: str, args: list[str]) -> None:
     from w2s.data.datamodule import W2SDataModule
     from w2s.lit.base import RestoreBest
 
+    # args are sys.argv minus the stage word; Lightning warns whenever both are set
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
     module_path, class_name = STAGES[stage].rsplit(".", 1)
     module_class = getattr(importlib.import_module(module_path), class_name)
 
