@@ -84,6 +84,7 @@ def test_interrupted_stage_leaves_no_artifact(tmp_path, task, models, monkeypatc
     ("teacher: {epochz: 3}\n", "epochz"),
     ("eval_rows: many\n", "eval_rows"),
     ("logger: tensorboard\n", "unknown logger"),
+    ("trainer: {devices: 2}\n", "the pipeline runs in one process"),
 ])
 def test_config_errors_exit_2_naming_the_key(tmp_path, task, models, capsys, text, message):
     assert run(write_config(tmp_path, task, text), models, tmp_path / "runs") == 2

@@ -93,6 +93,9 @@ class PipelineConfig:
     logger: str = "csv"
 
     def __post_init__(self):
+        if self.trainer.devices != 1:
+            raise ValueError("trainer.devices: the pipeline runs in one process; for multi-device (DDP) training "
+                             "run the stages with `w2s teacher|poison|unlearn fit --trainer.devices N`")
         if self.logger not in LOGGERS:
             raise ValueError(f"unknown logger {self.logger!r}; valid: {', '.join(LOGGERS)}")
         if not self.defenses:
