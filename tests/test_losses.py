@@ -114,3 +114,11 @@ def test_reference_presets():
     assert (preset("badnet").ce, preset("badnet").kd, preset("badnet").fa) == (5.0, 0.001, 0.001)
     assert (preset("insent").ce, preset("insent").kd, preset("insent").fa) == (3.0, 0.01, 0.001)
     assert (preset("synattack").ce, preset("synattack").kd, preset("synattack").fa) == (1.0, 0.035, 0.002)
+
+
+def test_non_finite_loss_stops_training():
+    from w2s.lit.base import ClassifierModule, OptimConfig
+
+    module = ClassifierModule(OptimConfig(), target_label=0)
+    with pytest.raises(ValueError, match="non-finite training loss at step 0 \\(ce=nan\\)"):
+        module.log_losses(torch.tensor(float("nan")), {"ce": torch.tensor(float("nan"))}, 4)

@@ -46,3 +46,15 @@ def test_metric_modules_accumulate_like_functions():
     assert asr.compute().item() == pytest.approx(attack_success_rate(preds, 1).item())
     with pytest.warns(UserWarning):  # torchmetrics warns about compute() before update()
         assert math.isnan(CleanAccuracy().compute().item())
+
+
+def test_majority_share_flags_collapse():
+    from w2s.metrics import MajorityShare
+
+    share = MajorityShare()
+    share.update(T([1, 1, 1]))
+    share.update(T([1, 0]))
+    assert share.compute().item() == pytest.approx(0.8)
+    constant = MajorityShare()
+    constant.update(T([2, 2, 2, 2]))
+    assert constant.compute().item() == 1.0

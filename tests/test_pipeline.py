@@ -123,3 +123,11 @@ def test_wandb_logger_offline(tmp_path, task, models, monkeypatch):
     config = write_config(tmp_path, task, "logger: wandb\n", defenses="defenses: {lora: {epochs: 1}}\n")
     assert run(config, models, tmp_path / "runs") == 0
     assert list((tmp_path / "runs" / "tiny" / "defenses" / "lora").rglob("offline-run-*"))
+
+
+def test_collapse_warning():
+    from w2s.pipeline.report import collapse_warnings
+
+    manifests = {"poisoned": {"metrics": {"majority_share": 0.6}}, "w2s": {"metrics": {"majority_share": 1.0}}}
+    assert collapse_warnings(manifests) == ["warning: w2s predicts one class for 100.0% of the clean test rows "
+                                            "(collapsed? check the learning rate, precision and attn_implementation)"]

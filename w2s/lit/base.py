@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from w2s.data.datamodule import CLEAN
-from w2s.metrics import AttackSuccessRate, CleanAccuracy
+from w2s.metrics import AttackSuccessRate, CleanAccuracy, MajorityShare
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,8 @@ class OptimConfig:
 
 class ClassifierModule(pl.LightningModule):
     """Subclasses build their model in ``configure_model`` and implement ``logits(batch)``
-    and ``training_step``. Logged keys: ``train/*``, ``val/ca``, ``val/asr``, ``test/ca``, ``test/asr``."""
+    and ``training_step``. Logged keys: ``train/*``, ``{val,test}/ca``, ``{val,test}/asr`` and
+    ``{val,test}/majority_share`` (the most frequent predicted class's share: collapse check)."""
 
     def __init__(self, optim: OptimConfig, target_label: int):
         super().__init__()
@@ -36,7 +37,8 @@ class ClassifierModule(pl.LightningModule):
         self.target_label = target_label
         self.metrics = nn.ModuleDict({f"{stage}_{name}": metric for stage in ("val", "test")
                                       for name, metric in (("ca", CleanAccuracy()),
-                                                           ("asr", AttackSuccessRate(target_label)))})
+                                                           ("asr", AttackSuccessRate(target_label)),
+                                                           ("majority", MajorityShare()))})
 
     def logits(self, batch: dict[str, Tensor]) -> Tensor:
         """``(B, C)`` class logits of the model being trained."""
@@ -47,6 +49,9 @@ class ClassifierModule(pl.LightningModule):
         if dataloader_idx == CLEAN:
             metric, name = self.metrics[f"{stage}_ca"], "ca"
             metric.update(preds, batch["labels"])
+            majority = self.metrics[f"{stage}_majority"]
+            majority.update(preds)
+            self.log(f"{stage}/majority_share", majority, add_dataloader_idx=False, batch_size=preds.shape[0])
         else:
             metric, name = self.metrics[f"{stage}_asr"], "asr"
             metric.update(preds)
@@ -60,6 +65,10 @@ class ClassifierModule(pl.LightningModule):
         self._evaluate("test", batch, dataloader_idx)
 
     def log_losses(self, total: Tensor, terms: dict[str, Tensor], batch_size: int) -> None:
+        if not torch.isfinite(total):
+            values = ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
+            raise ValueError(f"non-finite training loss at step {self.global_step} ({values}): "
+                             f"lower the learning rate, or train in fp32")
         self.log("train/loss", total, prog_bar=True, batch_size=batch_size)
         for name, value in terms.items():
             self.log(f"train/{name}", value, batch_size=batch_size)

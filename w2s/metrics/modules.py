@@ -40,3 +40,24 @@ class AttackSuccessRate(_Rate):
 
     def update(self, triggered_preds: Tensor) -> None:
         self._add(triggered_preds == self.target_label)
+
+
+class MajorityShare(Metric):
+    """Share of the most frequent predicted class: near 1.0 means the model collapsed to a
+    constant prediction (seen with SDPA + left padding + bf16, DESIGN.md section 10).
+    ``update(preds (N,))``."""
+
+    full_state_update = False
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.add_state("preds", default=[], dist_reduce_fx="cat")
+
+    def update(self, preds: Tensor) -> None:
+        self.preds.append(preds.detach().long().flatten())
+
+    def compute(self) -> Tensor:
+        preds = torch.cat(self.preds) if isinstance(self.preds, list) else self.preds
+        if preds.numel() == 0:
+            return torch.tensor(float("nan"))
+        return torch.bincount(preds).max().float() / preds.numel()

@@ -5,6 +5,7 @@ import csv
 from pathlib import Path
 
 COLUMNS = ("defense", "ca", "asr", "delta_ca", "delta_asr", "trainable_params", "wall_s")
+COLLAPSE = 0.98  # a model giving one class for this share of the clean test rows has collapsed
 
 
 def result_rows(manifests: dict[str, dict]) -> list[dict]:
@@ -19,6 +20,13 @@ def result_rows(manifests: dict[str, dict]) -> list[dict]:
     return rows
 
 
+def collapse_warnings(manifests: dict[str, dict]) -> list[str]:
+    """Lines naming the stages whose predictions collapsed to (almost) one class."""
+    return [f"warning: {name} predicts one class for {m['metrics']['majority_share']:.1%} of the clean test rows "
+            f"(collapsed? check the learning rate, precision and attn_implementation)"
+            for name, m in manifests.items() if m["metrics"].get("majority_share", 0.0) >= COLLAPSE]
+
+
 def markdown(rows: list[dict]) -> str:
     lines = ["| defense | CA | ASR | ΔCA | ΔASR | trainable params | wall time (s) |",
              "|---|---|---|---|---|---|---|"]
@@ -28,9 +36,9 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(rows: list[dict], folder: Path, title: str) -> None:
+def write_report(rows: list[dict], folder: Path, title: str, notes: list[str] = ()) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "results.md").write_text(f"# {title}\n\n{markdown(rows)}")
+    (folder / "results.md").write_text(f"# {title}\n\n{markdown(rows)}" + "".join(f"\n{n}\n" for n in notes))
     with open(folder / "results.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=COLUMNS)
         writer.writeheader()

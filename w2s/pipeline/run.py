@@ -6,7 +6,7 @@ from pathlib import Path
 from w2s.data.registry import get_dataset
 from w2s.pipeline import stages
 from w2s.pipeline.config import PipelineConfig
-from w2s.pipeline.report import markdown, result_rows, write_report
+from w2s.pipeline.report import collapse_warnings, markdown, result_rows, write_report
 from w2s.pipeline.runs import file_digest, load_manifest, stage
 
 
@@ -69,6 +69,8 @@ def run_pipeline(config: PipelineConfig) -> list[dict]:
 
     rows = result_rows(manifests)
     title = f"{config.experiment}: {config.dataset}, {config.attack.attack} ({config.attack.mode}, target {config.attack.target_label})"
-    write_report(rows, root, title)
-    print(f"\n{title}\n\n{markdown(rows)}\nwritten: {root / 'results.md'}, {root / 'results.csv'}, {root / 'results.png'}")
+    notes = collapse_warnings(manifests)
+    write_report(rows, root, title, notes)
+    print(f"\n{title}\n\n{markdown(rows)}" + "".join(f"{n}\n" for n in notes)
+          + f"\nwritten: {root / 'results.md'}, {root / 'results.csv'}, {root / 'results.png'}")
     return rows

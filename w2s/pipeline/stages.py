@@ -55,7 +55,8 @@ def fit_and_test(config: PipelineConfig, run: StageRun, name: str, module: Class
         if isinstance(logger, pl.loggers.WandbLogger):
             logger.experiment.finish()
     clean, triggered = make_trainer(config, None).test(module, evaluation or train, verbose=False)
-    run.metrics = {"ca": clean["test/ca"], "asr": triggered["test/asr"]}
+    run.metrics = {"ca": clean["test/ca"], "asr": triggered["test/asr"],
+                   "majority_share": clean["test/majority_share"]}
     run.trainable_params = sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
