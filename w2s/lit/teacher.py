@@ -23,7 +23,7 @@ class TeacherModule(ClassifierModule):
 
     def configure_model(self) -> None:
         if self.model is None:
-            self.model = TeacherModel(self.spec.resolved()).train()  # from_pretrained gives eval mode
+            self.model = TeacherModel(self.spec).train()  # from_pretrained gives eval mode
 
     def logits(self, batch):
         return self.model(batch["input_ids"], batch["attention_mask"])[0]
