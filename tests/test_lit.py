@@ -38,6 +38,9 @@ def test_datamodule_batches_and_eval_sets(task, trained):
     assert len(data.train) == 100 and len(clean) == 40
     assert len(triggered) == sum(row["label"] != 0 for row in clean)
     assert all("mn" in row["text"].split() for row in triggered)
+    assert all(row["text"].replace(" mn", "") == row["clean_text"] and row["clean_label"] != 0 for row in triggered)
+    batch = next(iter(data.test_dataloader()[1]))
+    assert {"clean_input_ids", "clean_attention_mask", "clean_labels"} <= set(batch)
     with pytest.raises(ValueError, match=r"train_rows \[0, 500\] run past the 400 train rows"):
         unlearn_data(task, trained, train_rows=(0, 500)).setup("fit")
 
@@ -61,7 +64,8 @@ def test_unlearning_trains_only_lora_and_head_with_a_frozen_cached_teacher(task,
     assert all(torch.equal(p, teacher_before[n]) for n, p in module.teacher.named_parameters())
     assert not any(n.startswith("teacher") for n, _ in module.named_parameters())  # not trained or checkpointed
     logged = trainer.callback_metrics
-    assert {"train/loss", "train/ce", "train/kd", "train/fa", "val/ca", "val/asr"} <= set(logged)
+    assert {"train/loss", "train/ce", "train/kd", "train/fa", "val/ca", "val/asr", "val/asr_clean_correct",
+            "val/majority_share"} <= set(logged)
 
 
 def test_clean_lora_is_the_same_module_without_a_teacher(task, trained, tmp_path):

@@ -58,3 +58,14 @@ def test_majority_share_flags_collapse():
     constant = MajorityShare()
     constant.update(T([2, 2, 2, 2]))
     assert constant.compute().item() == 1.0
+
+
+def test_clean_correct_asr_module_matches_the_function():
+    from w2s.metrics import CleanCorrectASR
+
+    clean_preds, labels, triggered = T([1, 1, 0, 1, 2, 2]), T([1, 1, 1, 1, 2, 0]), T([0, 1, 0, 0, 0, 0])
+    metric = CleanCorrectASR(target_label=0)
+    metric.update(clean_preds[:3], labels[:3], triggered[:3])
+    metric.update(clean_preds[3:], labels[3:], triggered[3:])
+    expected = clean_correct_asr(clean_preds, labels, triggered, 0)
+    assert metric.compute().item() == pytest.approx(expected.item()) == pytest.approx(3 / 4)

@@ -41,7 +41,9 @@ def test_pipeline_end_to_end_then_reuse(tmp_path, task, models, capsys):
     root = tmp_path / "runs" / "tiny"
     rows = list(csv.DictReader(open(root / "results.csv")))
     assert [r["defense"] for r in rows] == ["poisoned", "teacher", "lora", "w2s"]
-    assert {"defense", "ca", "asr", "delta_ca", "delta_asr", "trainable_params", "wall_s"} <= set(rows[0])
+    assert {"defense", "ca", "asr", "delta_ca", "delta_asr", "asr_clean_correct", "trainable_params",
+            "wall_s"} <= set(rows[0])
+    assert all(0 <= float(r["asr_clean_correct"]) <= 1 for r in rows)
     assert float(rows[0]["delta_asr"]) == 0.0 and all(0 <= float(r["asr"]) <= 1 for r in rows)
     assert (root / "results.png").stat().st_size > 1000 and "| poisoned |" in (root / "results.md").read_text()
     assert "| w2s |" in out and out.count("training") == 4

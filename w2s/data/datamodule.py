@@ -3,7 +3,9 @@
 Batches hold ``index (B,)``, ``labels (B,)``, ``input_ids``/``attention_mask (B, L)`` for the
 model being trained, and ``teacher_input_ids``/``teacher_attention_mask`` when a teacher
 tokenizer is set. Validation and test have two loaders: 0 = clean rows (CA), 1 = triggered
-non-target rows (ASR).
+non-target rows (ASR); batches of the latter also hold the same rows untriggered
+(``clean_input_ids``, ``clean_attention_mask``, ``clean_labels``) when the trigger was
+inserted here (pre-paraphrased files have no known originals).
 """
 from __future__ import annotations
 
@@ -80,13 +82,20 @@ class W2SDataModule(pl.LightningDataModule):
             triggered = build_triggered_set(clean, trigger, self.target_label, seed=self.seed,
                                             dataset=self.spec, split=split)
             texts = triggered.texts[: self.eval_rows] if triggered.source == "pre-paraphrased" else triggered.texts
-            self.eval_sets[split] = [_items(clean), _items([Example(t, self.target_label) for t in texts])]
+            rows = _items([Example(t, self.target_label) for t in texts])
+            if triggered.clean_texts is not None:  # the same rows untriggered, for clean-correct ASR
+                for row, text, label in zip(rows, triggered.clean_texts, triggered.clean_labels):
+                    row |= {"clean_text": text, "clean_label": label}
+            self.eval_sets[split] = [_items(clean), rows]
 
     def collate(self, items: list[dict]) -> dict[str, torch.Tensor]:
         texts = [item["text"] for item in items]
         batch = {"index": torch.tensor([item["index"] for item in items]),
                  "labels": torch.tensor([item["label"] for item in items])}
         batch |= self._encode(self.tokenizer, texts, "")
+        if "clean_text" in items[0]:
+            batch |= self._encode(self.tokenizer, [item["clean_text"] for item in items], "clean_")
+            batch["clean_labels"] = torch.tensor([item["clean_label"] for item in items])
         if self.teacher_tokenizer is not None:
             batch |= self._encode(self.teacher_tokenizer, texts, "teacher_")
         return batch

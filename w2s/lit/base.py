@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from w2s.data.datamodule import CLEAN
-from w2s.metrics import AttackSuccessRate, CleanAccuracy, MajorityShare
+from w2s.metrics import AttackSuccessRate, CleanAccuracy, CleanCorrectASR, MajorityShare
 
 
 @dataclass(frozen=True)
@@ -28,8 +28,9 @@ class OptimConfig:
 
 class ClassifierModule(pl.LightningModule):
     """Subclasses build their model in ``configure_model`` and implement ``logits(batch)``
-    and ``training_step``. Logged keys: ``train/*``, ``{val,test}/ca``, ``{val,test}/asr`` and
-    ``{val,test}/majority_share`` (the most frequent predicted class's share: collapse check)."""
+    and ``training_step``. Logged keys: ``train/*``, ``{val,test}/ca``, ``{val,test}/asr``,
+    ``{val,test}/asr_clean_correct`` (ASR among rows right when clean; inserted triggers only)
+    and ``{val,test}/majority_share`` (the most frequent predicted class's share: collapse check)."""
 
     def __init__(self, optim: OptimConfig, target_label: int):
         super().__init__()
@@ -38,6 +39,7 @@ class ClassifierModule(pl.LightningModule):
         self.metrics = nn.ModuleDict({f"{stage}_{name}": metric for stage in ("val", "test")
                                       for name, metric in (("ca", CleanAccuracy()),
                                                            ("asr", AttackSuccessRate(target_label)),
+                                                           ("asr_cc", CleanCorrectASR(target_label)),
                                                            ("majority", MajorityShare()))})
 
     def logits(self, batch: dict[str, Tensor]) -> Tensor:
@@ -55,6 +57,11 @@ class ClassifierModule(pl.LightningModule):
         else:
             metric, name = self.metrics[f"{stage}_asr"], "asr"
             metric.update(preds)
+            if "clean_input_ids" in batch:
+                clean = {"input_ids": batch["clean_input_ids"], "attention_mask": batch["clean_attention_mask"]}
+                cc = self.metrics[f"{stage}_asr_cc"]
+                cc.update(self.logits(clean).argmax(dim=-1), batch["clean_labels"], preds)
+                self.log(f"{stage}/asr_clean_correct", cc, add_dataloader_idx=False, batch_size=preds.shape[0])
         self.log(f"{stage}/{name}", metric, prog_bar=True, add_dataloader_idx=False,
                  batch_size=preds.shape[0])
 

@@ -42,6 +42,18 @@ class AttackSuccessRate(_Rate):
         self._add(triggered_preds == self.target_label)
 
 
+class CleanCorrectASR(_Rate):
+    """ASR among triggered rows whose clean version is classified correctly (Obliviate):
+    ``update(clean_preds (N,), clean_labels (N,), triggered_preds (N,))``, row i the same example."""
+
+    def __init__(self, target_label: int, **kwargs):
+        super().__init__(**kwargs)
+        self.target_label = target_label
+
+    def update(self, clean_preds: Tensor, clean_labels: Tensor, triggered_preds: Tensor) -> None:
+        self._add(triggered_preds[clean_preds == clean_labels] == self.target_label)
+
+
 class MajorityShare(Metric):
     """Share of the most frequent predicted class: near 1.0 means the model collapsed to a
     constant prediction (seen with SDPA + left padding + bf16, DESIGN.md section 10).

@@ -4,7 +4,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-COLUMNS = ("defense", "ca", "asr", "delta_ca", "delta_asr", "trainable_params", "wall_s")
+COLUMNS = ("defense", "ca", "asr", "delta_ca", "delta_asr", "asr_clean_correct", "trainable_params", "wall_s")
 COLLAPSE = 0.98  # a model giving one class for this share of the clean test rows has collapsed
 
 
@@ -15,8 +15,8 @@ def result_rows(manifests: dict[str, dict]) -> list[dict]:
     for name, manifest in manifests.items():
         m = manifest["metrics"]
         rows.append({"defense": name, "ca": m["ca"], "asr": m["asr"], "delta_ca": m["ca"] - base["ca"],
-                     "delta_asr": m["asr"] - base["asr"], "trainable_params": manifest["trainable_params"],
-                     "wall_s": manifest["wall_time_s"]})
+                     "delta_asr": m["asr"] - base["asr"], "asr_clean_correct": m.get("asr_clean_correct"),
+                     "trainable_params": manifest["trainable_params"], "wall_s": manifest["wall_time_s"]})
     return rows
 
 
@@ -28,11 +28,12 @@ def collapse_warnings(manifests: dict[str, dict]) -> list[str]:
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["| defense | CA | ASR | ΔCA | ΔASR | trainable params | wall time (s) |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| defense | CA | ASR | ΔCA | ΔASR | ASR (clean-correct) | trainable params | wall time (s) |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in rows:
+        cc = "n/a" if r["asr_clean_correct"] is None else f"{r['asr_clean_correct']:.3f}"
         lines.append(f"| {r['defense']} | {r['ca']:.3f} | {r['asr']:.3f} | {r['delta_ca']:+.3f} | "
-                     f"{r['delta_asr']:+.3f} | {r['trainable_params']:,} | {r['wall_s']:.0f} |")
+                     f"{r['delta_asr']:+.3f} | {cc} | {r['trainable_params']:,} | {r['wall_s']:.0f} |")
     return "\n".join(lines) + "\n"
 
 

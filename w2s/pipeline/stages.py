@@ -56,6 +56,7 @@ def fit_and_test(config: PipelineConfig, run: StageRun, name: str, module: Class
             logger.experiment.finish()
     clean, triggered = make_trainer(config, None).test(module, evaluation or train, verbose=False)
     run.metrics = {"ca": clean["test/ca"], "asr": triggered["test/asr"],
+                   "asr_clean_correct": triggered.get("test/asr_clean_correct"),  # None: pre-paraphrased
                    "majority_share": clean["test/majority_share"]}
     run.trainable_params = sum(p.numel() for p in module.parameters() if p.requires_grad)
 
