@@ -28,10 +28,11 @@ def _check_rows(config: PipelineConfig) -> None:
     ranges = {"poison.train_rows": (config.poison.dataset or config.dataset, config.poison.train_rows),
               "teacher.train_rows": (config.dataset, config.teacher.train_rows),
               "defense_rows": (config.dataset, config.defense_rows)}
+    sizes = {dataset: len(get_dataset(dataset).load("train")) for dataset, rows in ranges.values() if rows}
     for key, (dataset, rows) in ranges.items():
         if rows is None:
             continue
-        size = len(get_dataset(dataset).load("train"))
+        size = sizes[dataset]
         if not 0 <= rows[0] < rows[1] <= size:
             raise ValueError(f"{key}: {list(rows)} is not a range [start, stop) within the {size} train rows "
                              f"of {dataset}")

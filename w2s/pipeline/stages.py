@@ -34,7 +34,7 @@ def make_trainer(config: PipelineConfig, run: StageRun | None, epochs: int = 1, 
                       strategy=options.strategy, precision=options.precision, logger=loggers,
                       callbacks=[RestoreBest()] if run is not None else [], enable_checkpointing=False,
                       enable_progress_bar=options.progress_bar, enable_model_summary=False,
-                      num_sanity_val_steps=0, deterministic=False)
+                      num_sanity_val_steps=0)
 
 
 def datamodule(config: PipelineConfig, tokenizer: str, teacher_tokenizer: str | None = None,
