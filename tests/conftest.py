@@ -6,7 +6,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 
+from hypothesis import settings  # noqa: E402
+
 from tests import tiny  # noqa: E402
+
+# Property tests draw the same examples on every run: a red CI is reproducible, never a coin toss.
+settings.register_profile("w2s", derandomize=True, deadline=None)
+settings.load_profile("w2s")
 
 BACKDOOR = dict(attack="badnet", mode="dirty-label", target_label=0, count=None, poison_rate=0.15)
 
