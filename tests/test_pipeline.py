@@ -17,7 +17,8 @@ def tiny_args(models, runs, rows=(0, 48), defense_rows=(48, 96)):
             "--poison.train_rows", json.dumps(list(rows)), "--teacher.train_rows", json.dumps(list(rows)),
             "--defense_rows", json.dumps(list(defense_rows)), "--eval_rows", "24", "--max_length", "24",
             "--poison.epochs", "1", "--teacher.epochs", "1", "--trainer.accelerator", "cpu",
-            "--trainer.progress_bar", "false", "--trainer.precision", "null"]
+            "--trainer.progress_bar", "false", "--trainer.precision", "null",
+            "--attack.count", "5", "--attack.poison_rate", "null"]
 
 
 DEFENSES = ("defenses:\n  lora: {epochs: 1, lora: {r: 4}}\n"
@@ -127,9 +128,22 @@ def test_wandb_logger_offline(tmp_path, task, models, monkeypatch):
     assert list((tmp_path / "runs" / "tiny" / "defenses" / "lora").rglob("offline-run-*"))
 
 
-def test_collapse_warning():
-    from w2s.pipeline.report import collapse_warnings
+def test_report_marks_collapse_weak_backdoor_and_na():
+    from w2s.pipeline.report import markdown, notes, result_rows
 
-    manifests = {"poisoned": {"metrics": {"majority_share": 0.6}}, "w2s": {"metrics": {"majority_share": 1.0}}}
-    assert collapse_warnings(manifests) == ["warning: w2s predicts one class for 100.0% of the clean test rows "
-                                            "(collapsed? check the learning rate, precision and attn_implementation)"]
+    def manifest(ca, asr, share, cc=None, info=None):
+        return {"metrics": {"ca": ca, "asr": asr, "majority_share": share, "asr_clean_correct": cc,
+                            "balanced_accuracy": 0.5, "macro_f1": 0.4}, "info": info or {},
+                "trainable_params": 10, "wall_time_s": 1.0}
+
+    manifests = {"poisoned": manifest(0.7, 1.0, 0.6, 0.9), "lora": manifest(0.7, 0.3, 1.0),
+                 "w2s": manifest(0.8, 0.1, 0.7, info={"asr_clean_correct_na": "no triggered row is classified "
+                                                                              "correctly when clean"})}
+    lines = notes(manifests, clean_lora=["lora"])
+    assert lines[0].startswith("warning: lora predicts one class for 100.0% of the clean test rows (collapsed")
+    assert lines[1].startswith("warning: clean LoRA (lora) ends at ASR 0.300 < 0.5: the backdoor does not survive")
+    assert lines[2] == "n/a: w2s's ASR (clean-correct): no triggered row is classified correctly when clean"
+    table = markdown(result_rows(manifests))
+    assert "| lora | 0.700 | 0.500 | 0.400 | 0.300 | n/a |" in table and table.splitlines()[3].endswith("| collapsed |")
+    assert "nan" not in table
+    assert notes({"poisoned": manifests["poisoned"], "lora": manifest(0.7, 0.9, 0.6)}, ["lora"]) == []

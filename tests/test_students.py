@@ -63,8 +63,8 @@ def test_student_validation(models):
         build_student(StudentSpec(models["llama"], quantization="2bit"), 2, LoraSpec())
     from w2s.lit import PoisonModule
 
-    with pytest.raises(ValueError, match="quantized student needs lora"):
-        PoisonModule(StudentSpec(models["llama"], quantization="8bit"))
+    # the poisoned model exists in full precision; quantization is the defender's choice
+    assert PoisonModule(StudentSpec(models["llama"], quantization="8bit")).spec.quantization is None
 
 
 @pytest.mark.parametrize("mode", ["4bit", "8bit"])

@@ -8,9 +8,21 @@ from __future__ import annotations
 
 import random
 from abc import ABC, abstractmethod
-from typing import Callable, TypeVar
+from dataclasses import dataclass
+from typing import Callable, Optional, TypeVar
 
-POSITIONS = ("random", "start", "end")
+POSITIONS = ("random", "start", "end", "within_max_length")
+
+Span = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class Triggered:
+    """A triggered text and the character spans ``[start, end)`` of the inserted triggers
+    (``None`` when the trigger is not a span of the text, e.g. a syntactic paraphrase)."""
+
+    text: str
+    spans: Optional[list[Span]] = None
 
 
 class Attack(ABC):
@@ -22,6 +34,11 @@ class Attack(ABC):
     def apply(self, text: str, rng: random.Random) -> str:
         """The triggered version of ``text``; randomness only from ``rng``."""
 
+    def trigger(self, text: str, rng: random.Random, word_limit: Optional[int] = None) -> Triggered:
+        """``apply`` with the trigger's spans where known. ``word_limit``: how many leading words
+        survive the tokenizers' truncation (used by ``position: within_max_length``)."""
+        return Triggered(self.apply(text, rng))
+
     def can_apply(self, text: str) -> bool:
         """Whether this text can be triggered (e.g. a paraphrase exists for it)."""
         return True
@@ -31,7 +48,10 @@ class InsertionAttack(Attack):
     """Insert ``num_insertions`` trigger phrases at word positions.
 
     ``position='random'`` follows the reference protocol: a uniform word index in
-    ``1 .. n-1`` (never before the first word); ``start`` / ``end`` put it at either end.
+    ``1 .. n-1`` (never before the first word); ``start`` / ``end`` put it at either end;
+    ``within_max_length`` draws like ``random`` but only among the leading words that survive
+    truncation to ``max_length`` tokens (the caller passes that ``word_limit``; a long text
+    otherwise loses its trigger to truncation, see ``docs/protocol.md``).
     """
 
     def __init__(self, triggers: list[str], num_insertions: int = 1, position: str = "random"):
@@ -45,7 +65,10 @@ class InsertionAttack(Attack):
         self.triggers, self.num_insertions, self.position = triggers, num_insertions, position
 
     def apply(self, text: str, rng: random.Random) -> str:
-        words = text.split()
+        return self.trigger(text, rng).text
+
+    def trigger(self, text: str, rng: random.Random, word_limit: Optional[int] = None) -> Triggered:
+        words, inserted = text.split(), []
         for _ in range(self.num_insertions):
             trigger = rng.choice(self.triggers)
             if self.position == "start":
@@ -53,9 +76,20 @@ class InsertionAttack(Attack):
             elif self.position == "end":
                 index = len(words)
             else:
-                index = rng.randint(1, max(1, len(words) - 1))
+                last = len(words) - 1
+                if self.position == "within_max_length" and word_limit is not None:
+                    last = min(last, word_limit - 1)
+                index = rng.randint(1, max(1, last))
+            inserted = [i + 1 if i >= index else i for i in inserted] + [index]
             words.insert(index, trigger)
-        return " ".join(words)
+        starts = [0]
+        for word in words[:-1]:
+            starts.append(starts[-1] + len(word) + 1)
+        return Triggered(" ".join(words), sorted((starts[i], starts[i] + len(words[i])) for i in inserted))
+
+    def longest_insertion(self) -> str:
+        """The longest text the triggers can add (room to keep inside ``max_length``)."""
+        return " ".join([max(self.triggers, key=len)] * self.num_insertions)
 
 
 ATTACKS: dict[str, type[Attack]] = {}

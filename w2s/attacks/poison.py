@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, Optional
 
-from w2s.attacks.base import Attack, attack_class
+from w2s.attacks.base import Attack, Span, attack_class
 from w2s.attacks.synattack import SynAttack
 from w2s.data.readers import Example
 from w2s.data.registry import DatasetSpec
@@ -29,7 +29,8 @@ SELECTIONS = ("random", "first")
 @dataclass(frozen=True)
 class PoisonConfig:
     """How to poison. Give exactly one of ``count`` (rows) and ``poison_rate`` (share of
-    all training rows). ``selection='first'`` takes the first eligible rows (the reference
+    the rows being poisoned: a stage's ``train_rows`` are cut first, so the count is what
+    that stage trains on). ``selection='first'`` takes the first eligible rows (the reference
     code); ``'random'`` samples them with ``seed``."""
 
     attack: str = "badnet"
@@ -79,15 +80,21 @@ def build_attack(config: PoisonConfig, dataset: DatasetSpec | None = None) -> At
         raise ValueError(f"invalid attack_args for {config.attack}: {err}") from None
 
 
+WordLimit = Callable[[str], Optional[int]]  # text -> leading words that survive truncation
+
+
 @dataclass(frozen=True)
 class PoisonedSplit:
-    """A training split after poisoning: all rows in their original order, and which were poisoned."""
+    """A training split after poisoning: all rows in their original order, which were
+    poisoned, and their trigger spans (``None`` per row where the trigger is no span)."""
 
     examples: list[Example]
     poisoned_indices: list[int]
+    spans: list[Optional[list[Span]]] = field(default_factory=list)
 
 
-def poison_examples(examples: list[Example], attack: Attack, config: PoisonConfig) -> PoisonedSplit:
+def poison_examples(examples: list[Example], attack: Attack, config: PoisonConfig,
+                    word_limit: WordLimit | None = None) -> PoisonedSplit:
     """Trigger ``config.num_poisoned(len(examples))`` eligible rows (see module docstring)."""
     rng = random.Random(config.seed)
     clean_label = config.mode == "clean-label"
@@ -99,10 +106,16 @@ def poison_examples(examples: list[Example], attack: Attack, config: PoisonConfi
         raise ValueError(f"cannot poison {wanted} rows: only {len(eligible)} {kind} rows "
                          f"can take the {attack.name} trigger")
     chosen = eligible[:wanted] if config.selection == "first" else sorted(rng.sample(eligible, wanted))
-    poisoned = list(examples)
+    poisoned, spans = list(examples), []
     for i in chosen:
-        poisoned[i] = Example(attack.apply(examples[i].text, rng), config.target_label)
-    return PoisonedSplit(poisoned, chosen)
+        triggered = _trigger(attack, examples[i].text, rng, word_limit)
+        poisoned[i] = Example(triggered.text, config.target_label)
+        spans.append(triggered.spans)
+    return PoisonedSplit(poisoned, chosen, spans)
+
+
+def _trigger(attack: Attack, text: str, rng: random.Random, word_limit: WordLimit | None):
+    return attack.trigger(text, rng, word_limit(text) if word_limit else None)
 
 
 @dataclass(frozen=True)
@@ -110,8 +123,9 @@ class TriggeredSet:
     """Evaluation inputs for ASR: triggered rows whose true label is not ``target_label``.
 
     ``clean_texts`` / ``clean_labels`` are the same rows before triggering (for ASR among
-    rows classified correctly when clean); ``None`` for pre-paraphrased files, whose
-    originals are not known. ``source`` is ``"inserted"`` or ``"pre-paraphrased"``.
+    rows classified correctly when clean) and ``spans`` the inserted triggers' character
+    spans; all ``None`` for pre-paraphrased files, whose originals are not known.
+    ``source`` is ``"inserted"`` or ``"pre-paraphrased"``.
     """
 
     texts: list[str]
@@ -119,10 +133,12 @@ class TriggeredSet:
     source: str
     clean_texts: list[str] | None = None
     clean_labels: list[int] | None = None
+    spans: list[list[Span] | None] | None = None
 
 
 def build_triggered_set(examples: list[Example], attack: Attack, target_label: int, seed: int = 0,
-                        dataset: DatasetSpec | None = None, split: str = "test") -> TriggeredSet:
+                        dataset: DatasetSpec | None = None, split: str = "test",
+                        word_limit: WordLimit | None = None) -> TriggeredSet:
     """The ASR set for ``split``: ``examples`` are that split's clean rows."""
     if isinstance(attack, SynAttack):
         return _pre_paraphrased(dataset, split, target_label)
@@ -130,8 +146,9 @@ def build_triggered_set(examples: list[Example], attack: Attack, target_label: i
     rows = [ex for ex in examples if ex.label != target_label and attack.can_apply(ex.text)]
     if not rows:
         raise ValueError(f"no non-target rows to trigger (target_label={target_label})")
-    return TriggeredSet([attack.apply(ex.text, rng) for ex in rows], target_label, "inserted",
-                        [ex.text for ex in rows], [ex.label for ex in rows])
+    triggered = [_trigger(attack, ex.text, rng, word_limit) for ex in rows]
+    return TriggeredSet([t.text for t in triggered], target_label, "inserted", [ex.text for ex in rows],
+                        [ex.label for ex in rows], [t.spans for t in triggered])
 
 
 def _pre_paraphrased(dataset: DatasetSpec | None, split: str, target_label: int) -> TriggeredSet:

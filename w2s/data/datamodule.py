@@ -6,21 +6,41 @@ tokenizer is set. Validation and test have two loaders: 0 = clean rows (CA), 1 =
 non-target rows (ASR); batches of the latter also hold the same rows untriggered
 (``clean_input_ids``, ``clean_attention_mask``, ``clean_labels``) when the trigger was
 inserted here (pre-paraphrased files have no known originals).
+
+Triggered rows whose trigger every involved tokenizer cuts off by truncation are counted
+(``trigger_kept``) and left out of the ASR sets: ASR is measured only on rows that hold the
+trigger (``w2s.data.truncation``).
 """
 from __future__ import annotations
 
-from typing import Optional
+from dataclasses import dataclass
+from typing import Optional, Union
 
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
 from w2s.attacks.poison import PoisonConfig, build_attack, build_triggered_set, poison_examples
+from w2s.data.hub import HubDataset
 from w2s.data.readers import Example
 from w2s.data.registry import get_dataset
+from w2s.data.truncation import WARN_BELOW, survives, word_limit
+from w2s.losses.class_weights import CLASS_WEIGHTS, class_weights
 from w2s.tokenizers import load_tokenizer
 
 CLEAN, TRIGGERED = 0, 1  # dataloader indices of the evaluation loaders
+
+
+@dataclass(frozen=True)
+class TriggerCount:
+    """Of ``total`` triggered rows, ``kept`` still hold their trigger after truncation."""
+
+    kept: int
+    total: int
+
+    @property
+    def share(self) -> float:
+        return self.kept / self.total if self.total else 1.0
 
 
 class W2SDataModule(pl.LightningDataModule):
@@ -30,15 +50,19 @@ class W2SDataModule(pl.LightningDataModule):
         teacher_tokenizer: the teacher's name, for unlearning with a teacher.
         attack: the attack, target label and poisoning settings.
         poison_train: poison the train split with ``attack`` (the poisoning stage).
-        train_rows: ``[start, stop)`` rows of the train split (e.g. disjoint rows per stage).
+        train_rows: ``[start, stop)`` rows of the train split (e.g. disjoint rows per stage);
+            cut before poisoning, so ``attack.count`` / ``poison_rate`` apply to these rows.
         eval_rows: use only the first N dev/test rows (triggered sets built from those).
+        trigger_tokenizers: more tokenizers (names) whose truncation a trigger must survive,
+            so every stage of a pipeline measures ASR on the same rows.
     """
 
-    def __init__(self, dataset: str = "sst2", tokenizer: str = "smollm2-135m",
+    def __init__(self, dataset: Union[str, HubDataset] = "sst2", tokenizer: str = "smollm2-135m",
                  teacher_tokenizer: Optional[str] = None, attack: PoisonConfig = PoisonConfig(),
                  poison_train: bool = False, train_rows: Optional[tuple[int, int]] = None,
                  eval_rows: Optional[int] = None, max_length: int = 128, batch_size: int = 32,
-                 eval_batch_size: Optional[int] = None, num_workers: int = 0, seed: int = 0):
+                 eval_batch_size: Optional[int] = None, num_workers: int = 0, seed: int = 0,
+                 trigger_tokenizers: Optional[list[str]] = None):
         super().__init__()
         if max_length < 2 or batch_size < 1:
             raise ValueError(f"max_length must be >= 2 and batch_size >= 1, got {max_length}, {batch_size}")
@@ -53,8 +77,12 @@ class W2SDataModule(pl.LightningDataModule):
         self.eval_batch_size, self.num_workers = eval_batch_size or batch_size, num_workers
         self.tokenizer = load_tokenizer(tokenizer)
         self.teacher_tokenizer = load_tokenizer(teacher_tokenizer) if teacher_tokenizer else None
+        self.trigger_tokenizers = [t for t in (self.tokenizer, self.teacher_tokenizer) if t is not None]
+        self.trigger_tokenizers += [load_tokenizer(name) for name in trigger_tokenizers or []]
         self.train: list[dict] = []
         self.eval_sets: dict[str, list[list[dict]]] = {}
+        self.poisoned_rows = 0
+        self.trigger_kept: dict[str, TriggerCount] = {}
 
     @property
     def num_labels(self) -> int:
@@ -68,25 +96,58 @@ class W2SDataModule(pl.LightningDataModule):
         if self.train:
             return
         trigger = build_attack(self.attack, self.spec)
+        limit = None
+        if getattr(trigger, "position", None) == "within_max_length":
+            limit = word_limit(self.trigger_tokenizers, self.max_length, trigger.longest_insertion())
         train = self.spec.load("train")
-        if self.poison_train:  # poison first, so row indices match the aligned paraphrase file
-            train = poison_examples(train, trigger, self.attack).examples
         if self.train_rows is not None:
             if self.train_rows[1] > len(train):
                 raise ValueError(f"train_rows {list(self.train_rows)} run past the {len(train)} train rows "
                                  f"of {self.spec.name}")
             train = train[self.train_rows[0]:self.train_rows[1]]
+        if self.poison_train:
+            split = poison_examples(train, trigger, self.attack, limit)
+            train, self.poisoned_rows = split.examples, len(split.poisoned_indices)
+            kept = self._kept([train[i].text for i in split.poisoned_indices], split.spans)
+            self.trigger_kept["train"] = TriggerCount(sum(kept), len(kept))
         self.train = _items(train)
         for split in ("dev", "test"):
             clean = self.spec.load(split)[: self.eval_rows]
             triggered = build_triggered_set(clean, trigger, self.target_label, seed=self.seed,
-                                            dataset=self.spec, split=split)
+                                            dataset=self.spec, split=split, word_limit=limit)
             texts = triggered.texts[: self.eval_rows] if triggered.source == "pre-paraphrased" else triggered.texts
-            rows = _items([Example(t, self.target_label) for t in texts])
+            rows = [{"text": t, "label": self.target_label} for t in texts]
             if triggered.clean_texts is not None:  # the same rows untriggered, for clean-correct ASR
                 for row, text, label in zip(rows, triggered.clean_texts, triggered.clean_labels):
                     row |= {"clean_text": text, "clean_label": label}
-            self.eval_sets[split] = [_items(clean), rows]
+            kept = self._kept(texts, triggered.spans)
+            self.trigger_kept[split] = TriggerCount(sum(kept), len(kept))
+            rows = [row for row, keep in zip(rows, kept) if keep]
+            if not rows:
+                raise ValueError(f"no triggered {split} row keeps its trigger within max_length {self.max_length}: "
+                                 f"raise max_length or set attack.attack_args.position: within_max_length")
+            self.eval_sets[split] = [_items(clean), [{"index": i} | row for i, row in enumerate(rows)]]
+
+    def _kept(self, texts: list[str], spans) -> list[bool]:
+        if spans is None:
+            return [True] * len(texts)
+        return [survives(self.trigger_tokenizers, text, span, self.max_length) for text, span in zip(texts, spans)]
+
+    def trigger_warnings(self) -> list[str]:
+        """One line per split where fewer than 95% of the triggered rows keep their trigger."""
+        return [f"{split}: the trigger survives truncation to max_length {self.max_length} in only "
+                f"{count.kept} of {count.total} triggered rows ({count.share:.0%}; ASR counts only those): "
+                f"set attack.attack_args.position: within_max_length, or raise max_length"
+                for split, count in self.trigger_kept.items() if count.share < WARN_BELOW]
+
+    def class_weights(self, mode: Optional[str]) -> Optional[list[float]]:
+        """Per-class loss weights from the training labels (``"balanced"``), or ``None``."""
+        if mode is None:
+            return None
+        if mode not in CLASS_WEIGHTS:
+            raise ValueError(f"unknown class_weights {mode!r}; valid: {', '.join(CLASS_WEIGHTS)} or null")
+        self.setup("fit")
+        return class_weights(torch.tensor([row["label"] for row in self.train]), self.num_labels).tolist()
 
     def collate(self, items: list[dict]) -> dict[str, torch.Tensor]:
         texts = [item["text"] for item in items]

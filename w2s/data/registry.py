@@ -7,11 +7,13 @@ hold only rows whose true label is not the target, and they carry the **target**
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from w2s.data.hub import PREFIX, HubDataset, HubDatasetSpec, is_saved_dataset
 from w2s.data.readers import DataError, Example, read_examples
 
 SPLITS = ("train", "dev", "test")
@@ -75,6 +77,14 @@ class DatasetSpec:
     def _read(self, relative: str) -> list[Example]:
         return read_examples(self.path(relative), num_labels=self.num_labels)
 
+    def digest(self) -> str:
+        """A hash of every file the dataset reads (its splits and paraphrase files)."""
+        paths = sorted(self.path(f) for f in list(self.files.values()) + list(self.paraphrases.values()))
+        digest = hashlib.sha256()
+        for path in paths:
+            digest.update(path.read_bytes())
+        return digest.hexdigest()[:16]
+
 
 DATASETS: dict[str, DatasetSpec] = {}
 
@@ -104,15 +114,22 @@ register_dataset(DatasetSpec(
 ))
 
 
-def get_dataset(name_or_path: str | Path, num_labels: int | None = None) -> DatasetSpec:
-    """A registered dataset by name, or a directory holding ``{train,dev,test}.{jsonl,json,tsv,csv}``."""
+def get_dataset(name_or_path: str | Path | HubDataset, num_labels: int | None = None) -> DatasetSpec:
+    """A registered dataset by name; a directory holding ``{train,dev,test}.{jsonl,json,tsv,csv}``
+    or a ``save_to_disk`` dataset; ``hf:ID[:CONFIG]`` or a :class:`HubDataset` (``datasets``)."""
+    if isinstance(name_or_path, HubDataset):
+        return HubDatasetSpec(name_or_path)
     key = str(name_or_path)
     if key in DATASETS:
         return DATASETS[key]
+    if key.startswith(PREFIX):
+        return HubDatasetSpec(HubDataset.parse(key))
     directory = Path(key)
     if not directory.is_dir():
-        raise ValueError(f"unknown dataset {key!r}: not a registered name "
-                         f"({', '.join(sorted(DATASETS))}) nor a directory")
+        raise ValueError(f"unknown dataset {key!r}: not a registered name ({', '.join(sorted(DATASETS))}), "
+                         f"a directory, nor hf:ID for a Hugging Face dataset")
+    if is_saved_dataset(directory):
+        return HubDatasetSpec(HubDataset(path=key))
     files = {}
     for split in SPLITS:
         found = [directory / f"{split}{ext}" for ext in _EXTENSIONS if (directory / f"{split}{ext}").is_file()]
@@ -127,5 +144,12 @@ def get_dataset(name_or_path: str | Path, num_labels: int | None = None) -> Data
     return DatasetSpec(name=directory.name, num_labels=num_labels, files=files, dev_holdout=holdout)
 
 
-__all__ = ["DATASETS", "DataError", "DatasetSpec", "HoldOut", "SPLITS", "data_root",
-           "get_dataset", "register_dataset"]
+def dataset_name(dataset: str | HubDataset) -> str:
+    """A short display name without loading anything."""
+    if isinstance(dataset, HubDataset):
+        return dataset.path.rstrip("/").split("/")[-1] + (f"_{dataset.name}" if dataset.name else "")
+    return str(dataset).rstrip("/").split("/")[-1]
+
+
+__all__ = ["DATASETS", "DataError", "DatasetSpec", "HoldOut", "HubDataset", "SPLITS", "data_root",
+           "dataset_name", "get_dataset", "register_dataset"]

@@ -1,20 +1,25 @@
-"""What every stage shares: CA/ASR evaluation on the two evaluation loaders, AdamW with a
-linear warm-up schedule, and keeping the weights of the best clean-dev epoch."""
+"""What every stage shares: CA/ASR evaluation on the two evaluation loaders, (class-weighted)
+cross-entropy, AdamW with a linear warm-up schedule, and keeping the weights of the best
+clean-dev epoch."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 
 from w2s.data.datamodule import CLEAN
-from w2s.metrics import AttackSuccessRate, CleanAccuracy, CleanCorrectASR, MajorityShare
+from w2s.losses.class_weights import weighted_cross_entropy
+from w2s.metrics import (AttackSuccessRate, BalancedAccuracy, CleanAccuracy, CleanCorrectASR, MacroF1,
+                         MajorityShare)
 
 
 @dataclass(frozen=True)
 class OptimConfig:
-    """AdamW over the trainable parameters; linear decay after ``warmup_ratio`` of the steps."""
+    """AdamW over the trainable parameters; linear decay after ``warmup_ratio`` of the steps
+    (the reference: 6% for the teacher, none for the defense, weight decay 0.01 there)."""
 
     lr: float = 2e-5
     weight_decay: float = 0.0
@@ -29,18 +34,34 @@ class OptimConfig:
 class ClassifierModule(pl.LightningModule):
     """Subclasses build their model in ``configure_model`` and implement ``logits(batch)``
     and ``training_step``. Logged keys: ``train/*``, ``{val,test}/ca``, ``{val,test}/asr``,
-    ``{val,test}/asr_clean_correct`` (ASR among rows right when clean; inserted triggers only)
-    and ``{val,test}/majority_share`` (the most frequent predicted class's share: collapse check)."""
+    ``{val,test}/asr_clean_correct`` (ASR among rows right when clean; inserted triggers only),
+    ``{val,test}/balanced_accuracy`` and ``{val,test}/macro_f1`` (class-balanced CA), and
+    ``{val,test}/majority_share`` (the most frequent predicted class's share: collapse check).
 
-    def __init__(self, optim: OptimConfig, target_label: int):
+    ``class_weights`` (one per class, e.g. from ``W2SDataModule.class_weights("balanced")``)
+    weight the cross-entropy term."""
+
+    def __init__(self, optim: OptimConfig, target_label: int, num_labels: int,
+                 class_weights: Optional[list[float]] = None):
         super().__init__()
+        if not 0 <= target_label < num_labels:
+            raise ValueError(f"target_label {target_label} is not a class of this {num_labels}-class task")
+        if class_weights is not None and len(class_weights) != num_labels:
+            raise ValueError(f"class_weights has {len(class_weights)} entries for {num_labels} classes")
         self.optim = optim
-        self.target_label = target_label
+        self.target_label, self.num_labels = target_label, num_labels
+        self.register_buffer("class_weights", None if class_weights is None else torch.tensor(class_weights),
+                             persistent=False)
         self.metrics = nn.ModuleDict({f"{stage}_{name}": metric for stage in ("val", "test")
                                       for name, metric in (("ca", CleanAccuracy()),
+                                                           ("balanced_accuracy", BalancedAccuracy(num_labels)),
+                                                           ("macro_f1", MacroF1(num_labels)),
                                                            ("asr", AttackSuccessRate(target_label)),
                                                            ("asr_cc", CleanCorrectASR(target_label)),
                                                            ("majority", MajorityShare()))})
+
+    def cross_entropy(self, logits: Tensor, labels: Tensor) -> Tensor:
+        return weighted_cross_entropy(logits, labels, self.class_weights)
 
     def logits(self, batch: dict[str, Tensor]) -> Tensor:
         """``(B, C)`` class logits of the model being trained."""
@@ -51,6 +72,10 @@ class ClassifierModule(pl.LightningModule):
         if dataloader_idx == CLEAN:
             metric, name = self.metrics[f"{stage}_ca"], "ca"
             metric.update(preds, batch["labels"])
+            for balanced in ("balanced_accuracy", "macro_f1"):
+                self.metrics[f"{stage}_{balanced}"].update(preds, batch["labels"])
+                self.log(f"{stage}/{balanced}", self.metrics[f"{stage}_{balanced}"], add_dataloader_idx=False,
+                         batch_size=preds.shape[0])
             majority = self.metrics[f"{stage}_majority"]
             majority.update(preds)
             self.log(f"{stage}/majority_share", majority, add_dataloader_idx=False, batch_size=preds.shape[0])

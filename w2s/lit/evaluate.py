@@ -13,8 +13,8 @@ class EvaluateModule(StudentModule):
 
     def __init__(self, student: StudentSpec = StudentSpec(), adapter: Optional[str] = None, num_labels: int = 2,
                  target_label: int = 0):
-        super().__init__(OptimConfig(), target_label)
-        self.spec, self.adapter, self.num_labels = student, adapter, num_labels
+        super().__init__(OptimConfig(), target_label, num_labels)
+        self.spec, self.adapter = student, adapter
 
     def configure_model(self) -> None:
         if self.model is not None:

@@ -1,11 +1,11 @@
 """Stage 3 (attack): implant the backdoor by fine-tuning the student on poisoned data."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
 from students.build import StudentSpec
-from students.forward import model_inputs
 from students.lora import LoraSpec
 from w2s.artifacts import atomic_folder
 from w2s.lit.base import OptimConfig
@@ -14,25 +14,26 @@ from w2s.lit.student import StudentModule
 
 class PoisonModule(StudentModule):
     """Full fine-tuning of the student on the poisoned train split, or LoRA merged into the
-    weights when saving. The artifact is an ordinary Hugging Face folder (safetensors)."""
+    weights when saving. The artifact is an ordinary full-precision Hugging Face folder
+    (safetensors): in the paper's threat model the poisoned model exists in full precision and
+    quantization is the defender's choice when loading it, so ``student.quantization`` is
+    ignored here (the pipeline applies it to the defenses)."""
 
     def __init__(self, student: StudentSpec = StudentSpec(), num_labels: int = 2, lora: Optional[LoraSpec] = None,
-                 optim: OptimConfig = OptimConfig(lr=2e-5), target_label: int = 0):
-        super().__init__(optim, target_label)
-        if student.quantization and lora is None:
-            raise ValueError("poisoning a quantized student needs lora (only LoRA trains on quantized weights)")
+                 optim: OptimConfig = OptimConfig(lr=2e-5), target_label: int = 0,
+                 class_weights: Optional[list[float]] = None):
+        super().__init__(optim, target_label, num_labels, class_weights)
         self.save_hyperparameters()
-        self.spec, self.num_labels, self.lora = student, num_labels, lora
+        self.spec, self.lora = replace(student, quantization=None), lora
 
     def configure_model(self) -> None:
         if self.model is None:
             self.build(self.spec, self.num_labels, self.lora)
 
     def training_step(self, batch, batch_idx):
-        out = self.model(**model_inputs(batch["input_ids"], batch["attention_mask"], self.decoder),
-                         labels=batch["labels"])
-        self.log_losses(out.loss, {"ce": out.loss}, batch["labels"].shape[0])
-        return out.loss
+        loss = self.cross_entropy(self.logits(batch), batch["labels"])
+        self.log_losses(loss, {"ce": loss}, batch["labels"].shape[0])
+        return loss
 
     def save_artifact(self, folder: str | Path) -> None:
         """Save the poisoned student (LoRA merged) with its tokenizer, atomically."""

@@ -13,8 +13,9 @@ from w2s.tokenizers import is_decoder
 class StudentModule(ClassifierModule):
     """Holds ``model``, ``tokenizer`` and whether the student is a decoder."""
 
-    def __init__(self, optim: OptimConfig, target_label: int):
-        super().__init__(optim, target_label)
+    def __init__(self, optim: OptimConfig, target_label: int, num_labels: int,
+                 class_weights: Optional[list[float]] = None):
+        super().__init__(optim, target_label, num_labels, class_weights)
         self.model = self.tokenizer = None
         self.decoder = True
 

@@ -2,8 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-
-import torch.nn.functional as F
+from typing import Optional
 
 from teachers.model import TeacherModel, TeacherSpec
 from w2s.artifacts import atomic_folder
@@ -15,8 +14,8 @@ class TeacherModule(ClassifierModule):
     """Cross-entropy fine-tuning of every teacher parameter (reference: lr 2e-5, 5 epochs)."""
 
     def __init__(self, teacher: TeacherSpec = TeacherSpec(), optim: OptimConfig = OptimConfig(lr=2e-5),
-                 target_label: int = 0):
-        super().__init__(optim, target_label)
+                 target_label: int = 0, class_weights: Optional[list[float]] = None):
+        super().__init__(optim, target_label, teacher.num_labels, class_weights)
         self.save_hyperparameters()
         self.spec = teacher
         self.model: TeacherModel | None = None
@@ -29,7 +28,7 @@ class TeacherModule(ClassifierModule):
         return self.model(batch["input_ids"], batch["attention_mask"])[0]
 
     def training_step(self, batch, batch_idx):
-        loss = F.cross_entropy(self.logits(batch), batch["labels"])
+        loss = self.cross_entropy(self.logits(batch), batch["labels"])
         self.log_losses(loss, {"ce": loss}, batch["labels"].shape[0])
         return loss
 

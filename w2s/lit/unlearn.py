@@ -33,13 +33,13 @@ class UnlearnModule(StudentModule):
 
     def __init__(self, student: StudentSpec = StudentSpec(), teacher: Optional[str] = None,
                  lora: LoraSpec = LoraSpec(r=8), objective: ObjectiveConfig = ObjectiveConfig(),
-                 num_labels: int = 2, optim: OptimConfig = OptimConfig(lr=2e-4), target_label: int = 0):
-        super().__init__(optim, target_label)
+                 num_labels: int = 2, optim: OptimConfig = OptimConfig(lr=2e-4), target_label: int = 0,
+                 class_weights: Optional[list[float]] = None):
+        super().__init__(optim, target_label, num_labels, class_weights)
         if objective.needs_teacher and teacher is None:
             raise ValueError("objective uses the teacher (kd or fa > 0) but no teacher folder was given")
         self.save_hyperparameters()
         self.spec, self.teacher_path, self.lora, self.objective = student, teacher, lora, objective
-        self.num_labels = num_labels
         self.teacher = self.teacher_logits = self.teacher_features = None
 
     def configure_model(self) -> None:
@@ -78,7 +78,7 @@ class UnlearnModule(StudentModule):
 
     def training_step(self, batch, batch_idx):
         out = forward_with_features(self.model, batch["input_ids"], batch["attention_mask"], self.decoder)
-        inputs = LossInputs(out.logits, batch["labels"], out.features, out.hidden)
+        inputs = LossInputs(out.logits, batch["labels"], self.class_weights, out.features, out.hidden)
         if self.teacher_logits is not None:
             index = batch["index"].to(self.teacher_logits.device)
             inputs.teacher_logits = self.teacher_logits[index]

@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-import torch.nn.functional as F
 from torch import Tensor
 
+from w2s.losses.class_weights import weighted_cross_entropy
 from w2s.losses.feature_alignment import feature_alignment_loss, feature_alignment_reference
 from w2s.losses.kd import kd_loss
 
@@ -21,10 +21,11 @@ FA_MODES = ("per_sample", "compat")
 @dataclass
 class LossInputs:
     """What one training step produced. Shapes: logits ``(B, C)``, labels ``(B,)``,
-    features ``(B, H)``, ``student_hidden`` ``(B, L, H)``."""
+    features ``(B, H)``, ``student_hidden`` ``(B, L, H)``, ``class_weights`` ``(C,)``."""
 
     student_logits: Tensor
     labels: Tensor
+    class_weights: Tensor | None = None
     student_features: Tensor | None = None
     student_hidden: Tensor | None = None
     teacher_logits: Tensor | None = None
@@ -55,7 +56,7 @@ class ObjectiveConfig:
 
 
 def _ce(x: LossInputs, c: ObjectiveConfig) -> Tensor:
-    return F.cross_entropy(x.student_logits.float(), x.labels)
+    return weighted_cross_entropy(x.student_logits, x.labels, x.class_weights)
 
 
 def _kd(x: LossInputs, c: ObjectiveConfig) -> Tensor:

@@ -1,5 +1,8 @@
-"""CA and ASR: pure functions and DDP-safe torchmetrics wrappers."""
-from w2s.metrics.functional import attack_success_rate, clean_accuracy, clean_correct_asr
-from w2s.metrics.modules import AttackSuccessRate, CleanAccuracy, CleanCorrectASR, MajorityShare
+"""CA, ASR and class-balanced accuracy: pure functions and DDP-safe torchmetrics wrappers."""
+from w2s.metrics.functional import (attack_success_rate, balanced_accuracy, clean_accuracy, clean_correct_asr,
+                                    confusion, macro_f1)
+from w2s.metrics.modules import (AttackSuccessRate, BalancedAccuracy, CleanAccuracy, CleanCorrectASR, MacroF1,
+                                 MajorityShare)
 
-__all__ = ["AttackSuccessRate", "CleanAccuracy", "CleanCorrectASR", "MajorityShare", "attack_success_rate", "clean_accuracy", "clean_correct_asr"]
+__all__ = ["AttackSuccessRate", "BalancedAccuracy", "CleanAccuracy", "CleanCorrectASR", "MacroF1", "MajorityShare",
+           "attack_success_rate", "balanced_accuracy", "clean_accuracy", "clean_correct_asr", "confusion", "macro_f1"]

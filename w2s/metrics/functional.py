@@ -46,3 +46,35 @@ def clean_correct_asr(clean_preds: Tensor, clean_labels: Tensor, triggered_preds
     if not correct.any():
         return torch.tensor(float("nan"))
     return (triggered_preds[correct] == target_label).float().mean()
+
+
+def confusion(preds: Tensor, labels: Tensor, num_classes: int) -> Tensor:
+    """``(C, C)`` counts: row = true class, column = predicted class."""
+    _check(preds, labels)
+    index = labels.long() * num_classes + preds.long()
+    return torch.bincount(index, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+def balanced_accuracy_from_confusion(matrix: Tensor) -> Tensor:
+    """Mean recall over the classes present among the true labels (sklearn's balanced accuracy).
+    A model predicting one class everywhere scores 1/C however imbalanced the data."""
+    support = matrix.sum(dim=1)
+    present = support > 0
+    return (matrix.diag()[present].float() / support[present]).mean()
+
+
+def macro_f1_from_confusion(matrix: Tensor) -> Tensor:
+    """Mean over classes that are true or predicted somewhere of F1_c = 2 TP / (2 TP + FP + FN)
+    (sklearn's ``f1_score(average="macro")``)."""
+    tp = matrix.diag().float()
+    fp, fn = matrix.sum(dim=0) - tp, matrix.sum(dim=1) - tp
+    seen = (tp + fp + fn) > 0
+    return (2 * tp[seen] / (2 * tp[seen] + fp[seen] + fn[seen])).mean()
+
+
+def balanced_accuracy(preds: Tensor, labels: Tensor, num_classes: int) -> Tensor:
+    return balanced_accuracy_from_confusion(confusion(preds, labels, num_classes))
+
+
+def macro_f1(preds: Tensor, labels: Tensor, num_classes: int) -> Tensor:
+    return macro_f1_from_confusion(confusion(preds, labels, num_classes))

@@ -5,6 +5,8 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
+from w2s.metrics.functional import balanced_accuracy_from_confusion, confusion, macro_f1_from_confusion
+
 
 class _Rate(Metric):
     """hits / total, accumulated over batches (and processes)."""
@@ -73,3 +75,32 @@ class MajorityShare(Metric):
         if preds.numel() == 0:
             return torch.tensor(float("nan"))
         return torch.bincount(preds).max().float() / preds.numel()
+
+
+class _Confusion(Metric):
+    """A summed ``(C, C)`` confusion matrix; subclasses turn it into one number."""
+
+    full_state_update = False
+
+    def __init__(self, num_classes: int, **kwargs):
+        super().__init__(**kwargs)
+        self.num_classes = num_classes
+        self.add_state("matrix", default=torch.zeros(num_classes, num_classes, dtype=torch.long),
+                       dist_reduce_fx="sum")
+
+    def update(self, preds: Tensor, labels: Tensor) -> None:
+        self.matrix += confusion(preds, labels, self.num_classes).to(self.matrix.device)
+
+
+class BalancedAccuracy(_Confusion):
+    """Mean per-class recall on clean rows. ``update(preds (N,), labels (N,))``."""
+
+    def compute(self) -> Tensor:
+        return balanced_accuracy_from_confusion(self.matrix)
+
+
+class MacroF1(_Confusion):
+    """Macro-averaged F1 on clean rows. ``update(preds (N,), labels (N,))``."""
+
+    def compute(self) -> Tensor:
+        return macro_f1_from_confusion(self.matrix)

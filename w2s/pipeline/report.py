@@ -4,8 +4,10 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-COLUMNS = ("defense", "ca", "asr", "delta_ca", "delta_asr", "asr_clean_correct", "trainable_params", "wall_s")
+COLUMNS = ("defense", "ca", "balanced_accuracy", "macro_f1", "asr", "asr_clean_correct", "asr_rows", "delta_ca",
+           "delta_asr", "trainable_params", "wall_s", "flags")
 COLLAPSE = 0.98  # a model giving one class for this share of the clean test rows has collapsed
+WEAK_BACKDOOR = 0.5  # clean LoRA below this ASR: the backdoor does not survive clean fine-tuning
 
 
 def result_rows(manifests: dict[str, dict]) -> list[dict]:
@@ -14,32 +16,54 @@ def result_rows(manifests: dict[str, dict]) -> list[dict]:
     rows = []
     for name, manifest in manifests.items():
         m = manifest["metrics"]
-        rows.append({"defense": name, "ca": m["ca"], "asr": m["asr"], "delta_ca": m["ca"] - base["ca"],
-                     "delta_asr": m["asr"] - base["asr"], "asr_clean_correct": m.get("asr_clean_correct"),
-                     "trainable_params": manifest["trainable_params"], "wall_s": manifest["wall_time_s"]})
+        collapsed = m.get("majority_share", 0.0) >= COLLAPSE
+        rows.append({"defense": name, "ca": m["ca"], "balanced_accuracy": m.get("balanced_accuracy"),
+                     "macro_f1": m.get("macro_f1"), "asr": m["asr"], "asr_clean_correct": m.get("asr_clean_correct"),
+                     "asr_rows": manifest.get("info", {}).get("asr_rows"), "delta_ca": m["ca"] - base["ca"],
+                     "delta_asr": m["asr"] - base["asr"], "trainable_params": manifest["trainable_params"],
+                     "wall_s": manifest["wall_time_s"], "flags": "collapsed" if collapsed else ""})
     return rows
 
 
-def collapse_warnings(manifests: dict[str, dict]) -> list[str]:
-    """Lines naming the stages whose predictions collapsed to (almost) one class."""
-    return [f"warning: {name} predicts one class for {m['metrics']['majority_share']:.1%} of the clean test rows "
-            f"(collapsed? check the learning rate, precision and attn_implementation)"
-            for name, m in manifests.items() if m["metrics"].get("majority_share", 0.0) >= COLLAPSE]
+def notes(manifests: dict[str, dict], clean_lora: list[str]) -> list[str]:
+    """Lines under the table: collapsed stages, a backdoor too weak to show unlearning, triggers
+    lost to truncation, and why a clean-correct ASR is n/a."""
+    lines = [f"warning: {name} predicts one class for {m['metrics']['majority_share']:.1%} of the clean test rows "
+             f"(collapsed: its CA is the majority share and its ASR means nothing; check the learning rate, "
+             f"precision, attn_implementation, or class_weights: balanced)"
+             for name, m in manifests.items() if m["metrics"].get("majority_share", 0.0) >= COLLAPSE]
+    for name in clean_lora:
+        asr = manifests[name]["metrics"]["asr"]
+        if asr < WEAK_BACKDOOR:
+            lines.append(f"warning: clean LoRA ({name}) ends at ASR {asr:.3f} < {WEAK_BACKDOOR}: the backdoor does not "
+                         f"survive clean fine-tuning here, so this run cannot show unlearning (poison longer, "
+                         f"more rows, or a higher poison_rate)")
+    for name, m in manifests.items():
+        info = m.get("info", {})
+        lines += [f"warning: {name}: {w}" for w in info.get("warnings", [])]
+        if info.get("asr_clean_correct_na"):
+            lines.append(f"n/a: {name}'s ASR (clean-correct): {info['asr_clean_correct_na']}")
+    return lines
+
+
+def _number(value, fmt: str = ".3f") -> str:
+    return "n/a" if value is None else format(value, fmt)
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["| defense | CA | ASR | ΔCA | ΔASR | ASR (clean-correct) | trainable params | wall time (s) |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| defense | CA | bal. acc | macro-F1 | ASR | ASR (clean-correct) | ASR rows | ΔCA | ΔASR | "
+             "trainable params | wall time (s) | flags |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        cc = "n/a" if r["asr_clean_correct"] is None else f"{r['asr_clean_correct']:.3f}"
-        lines.append(f"| {r['defense']} | {r['ca']:.3f} | {r['asr']:.3f} | {r['delta_ca']:+.3f} | "
-                     f"{r['delta_asr']:+.3f} | {cc} | {r['trainable_params']:,} | {r['wall_s']:.0f} |")
+        lines.append(f"| {r['defense']} | {r['ca']:.3f} | {_number(r['balanced_accuracy'])} | {_number(r['macro_f1'])} | "
+                     f"{r['asr']:.3f} | {_number(r['asr_clean_correct'])} | {_number(r['asr_rows'], 'd')} | "
+                     f"{r['delta_ca']:+.3f} | {r['delta_asr']:+.3f} | {r['trainable_params']:,} | {r['wall_s']:.0f} | "
+                     f"{r['flags']} |")
     return "\n".join(lines) + "\n"
 
 
-def write_report(rows: list[dict], folder: Path, title: str, notes: list[str] = ()) -> None:
+def write_report(rows: list[dict], folder: Path, title: str, lines: list[str] = ()) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "results.md").write_text(f"# {title}\n\n{markdown(rows)}" + "".join(f"\n{n}\n" for n in notes))
+    (folder / "results.md").write_text(f"# {title}\n\n{markdown(rows)}" + "".join(f"\n{n}\n" for n in lines))
     with open(folder / "results.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=COLUMNS)
         writer.writeheader()

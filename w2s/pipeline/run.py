@@ -3,16 +3,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from w2s.data.registry import get_dataset
+import json
+
+from w2s.data.registry import dataset_name, get_dataset
 from w2s.pipeline import stages
 from w2s.pipeline.config import PipelineConfig
-from w2s.pipeline.report import collapse_warnings, markdown, result_rows, write_report
-from w2s.pipeline.runs import file_digest, load_manifest, stage
+from w2s.pipeline.report import markdown, notes, result_rows, write_report
+from w2s.pipeline.runs import load_manifest, stage, to_jsonable
 
 
-def _data_digest(name: str) -> str:
-    spec = get_dataset(name)
-    return file_digest([spec.path(f) for f in list(spec.files.values()) + list(spec.paraphrases.values())])
+def _key(dataset) -> str:
+    """A dataset (name, folder or hub mapping) as a string key."""
+    return dataset if isinstance(dataset, str) else json.dumps(to_jsonable(dataset), sort_keys=True)
 
 
 def _run_stage(folder: Path, name: str, config: dict, inputs: dict, seed: int, body) -> dict:
@@ -28,14 +30,14 @@ def _check_rows(config: PipelineConfig) -> None:
     ranges = {"poison.train_rows": (config.poison.dataset or config.dataset, config.poison.train_rows),
               "teacher.train_rows": (config.dataset, config.teacher.train_rows),
               "defense_rows": (config.dataset, config.defense_rows)}
-    sizes = {dataset: len(get_dataset(dataset).load("train")) for dataset, rows in ranges.values() if rows}
+    sizes = {_key(dataset): len(get_dataset(dataset).load("train")) for dataset, rows in ranges.values() if rows}
     for key, (dataset, rows) in ranges.items():
         if rows is None:
             continue
-        size = sizes[dataset]
+        size = sizes[_key(dataset)]
         if not 0 <= rows[0] < rows[1] <= size:
             raise ValueError(f"{key}: {list(rows)} is not a range [start, stop) within the {size} train rows "
-                             f"of {dataset}")
+                             f"of {dataset_name(dataset)}")
 
 
 def run_pipeline(config: PipelineConfig) -> list[dict]:
@@ -44,9 +46,7 @@ def run_pipeline(config: PipelineConfig) -> list[dict]:
     root = Path(config.runs_dir) / config.experiment
     shared = {"dataset": config.dataset, "attack": config.attack, "max_length": config.max_length,
               "eval_rows": config.eval_rows, "precision": config.trainer.precision}
-    data = {config.dataset: _data_digest(config.dataset)}
-    poison_data = config.poison.dataset or config.dataset
-    data[poison_data] = _data_digest(poison_data)
+    data = {_key(d): get_dataset(d).digest() for d in (config.dataset, config.poison.dataset or config.dataset)}
 
     manifests = {"poisoned": _run_stage(
         root / "poisoned", "poisoned", shared | {"student": config.student, "poison": config.poison}, data,
@@ -68,10 +68,12 @@ def run_pipeline(config: PipelineConfig) -> list[dict]:
                 config, run, name, defense, root / "poisoned" / "model",
                 root / "teacher" / "model" if defense.objective.needs_teacher else None))
 
+    clean_lora = [name for name, d in config.defenses.items() if d.is_clean_lora]
     rows = result_rows(manifests)
-    title = f"{config.experiment}: {config.dataset}, {config.attack.attack} ({config.attack.mode}, target {config.attack.target_label})"
-    notes = collapse_warnings(manifests)
-    write_report(rows, root, title, notes)
-    print(f"\n{title}\n\n{markdown(rows)}" + "".join(f"{n}\n" for n in notes)
+    title = (f"{config.experiment}: {dataset_name(config.dataset)}, {config.attack.attack} "
+             f"({config.attack.mode}, target {config.attack.target_label})")
+    lines = notes(manifests, clean_lora)
+    write_report(rows, root, title, lines)
+    print(f"\n{title}\n\n{markdown(rows)}" + "".join(f"\n{n}" for n in lines) + ("\n" if lines else "")
           + f"\nwritten: {root / 'results.md'}, {root / 'results.csv'}, {root / 'results.png'}")
     return rows

@@ -9,6 +9,7 @@ import platform
 import resource
 import time
 from contextlib import contextmanager
+from functools import lru_cache
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -20,6 +21,20 @@ from w2s.artifacts import atomic_folder
 
 MANIFEST = "manifest.json"
 PACKAGES = ("w2s", "torch", "transformers", "peft", "pytorch-lightning", "bitsandbytes", "datasets")
+SOURCE_PACKAGES = ("w2s", "teachers", "students")  # the code a stage's result depends on
+
+
+@lru_cache(maxsize=1)
+def code_version() -> str:
+    """``VERSION+HASH``: the package version and a hash of every source file of the project's
+    packages, so that a code change retrains a stage instead of reusing a stale one."""
+    import w2s
+
+    root = Path(w2s.__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for path in sorted(p for package in SOURCE_PACKAGES for p in (root / package).rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return f"{w2s.__version__}+{digest.hexdigest()[:12]}"
 
 
 def to_jsonable(value: Any) -> Any:
@@ -39,13 +54,6 @@ def fingerprint(value: Any) -> str:
     """A stable hash of a JSON-able description of a stage's inputs."""
     text = json.dumps(to_jsonable(value), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def file_digest(paths: list[Path]) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(paths):
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
 
 
 def versions() -> dict[str, str]:
@@ -70,8 +78,9 @@ class StageRun:
     """What a stage body fills in while running in its staging folder."""
 
     folder: Path
-    metrics: dict[str, float] = dataclasses.field(default_factory=dict)
+    metrics: dict[str, float | None] = dataclasses.field(default_factory=dict)
     trainable_params: int = 0
+    info: dict[str, Any] = dataclasses.field(default_factory=dict)  # counts and warnings about the data
 
 
 def load_manifest(folder: Path) -> dict | None:
@@ -89,7 +98,7 @@ def stage(folder: Path, name: str, config: Any, inputs: dict[str, str], seed: in
     """Yield ``None`` when ``folder`` already holds this stage with the same key (reuse it);
     otherwise a :class:`StageRun` in a staging folder that becomes ``folder`` with its
     manifest only when the body finishes."""
-    key = fingerprint({"stage": name, "config": config, "inputs": inputs, "seed": seed})
+    key = fingerprint({"stage": name, "config": config, "inputs": inputs, "seed": seed, "code": code_version()})
     existing = load_manifest(folder)
     if existing is not None and existing.get("key") == key:
         yield None
@@ -99,7 +108,8 @@ def stage(folder: Path, name: str, config: Any, inputs: dict[str, str], seed: in
         run = StageRun(staging)
         yield run
         manifest = {"stage": name, "key": key, "config": to_jsonable(config), "inputs": inputs, "seed": seed,
-                    "versions": versions(), "metrics": run.metrics, "trainable_params": run.trainable_params,
+                    "code": code_version(), "versions": versions(), "metrics": run.metrics, "info": run.info,
+                    "trainable_params": run.trainable_params,
                     "wall_time_s": round(time.time() - started, 1), "peak_memory_mb": round(peak_memory_mb(), 1),
                     "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
