@@ -161,3 +161,26 @@ def test_synattack_without_aligned_train_file_uses_the_pool():
     assert all(split.examples[i].text in pool and split.examples[i].label == 0 for i in split.poisoned_indices)
     with pytest.raises(ValueError, match="2 rows"):
         SynAttack.aligned([Example("a", 0)], [Example("b", 0), Example("c", 0)])
+
+
+@settings(max_examples=50)
+@given(words=st.lists(st.text("abcxyz", min_size=1, max_size=6), min_size=1, max_size=30),
+       k=st.integers(1, 3), seed=st.integers(0, 1000))
+def test_trigger_spans_point_at_the_inserted_triggers(words, k, seed):
+    triggered = InSent(sentence="I watched this 3D movie", num_insertions=k).trigger(" ".join(words),
+                                                                                  random.Random(seed))
+    assert len(triggered.spans) == k
+    assert all(triggered.text[s:e] == "I watched this 3D movie" for s, e in triggered.spans)
+    # the same text as apply() with the same seed
+    assert triggered.text == InSent(num_insertions=k).apply(" ".join(words), random.Random(seed))
+
+
+def test_within_max_length_keeps_triggers_among_the_leading_words():
+    text = " ".join(f"w{i}" for i in range(200))
+    attack = BadNet(position="within_max_length")
+    for seed in range(20):
+        triggered = attack.trigger(text, random.Random(seed), word_limit=10)
+        assert 1 <= triggered.text.split().index("mn") <= 9
+    # without a limit it draws like `random` (over the whole text)
+    assert max(BadNet(position="within_max_length").apply(text, random.Random(s)).split().index("mn")
+               for s in range(20)) > 10

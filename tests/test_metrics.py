@@ -69,3 +69,49 @@ def test_clean_correct_asr_module_matches_the_function():
     metric.update(clean_preds[3:], labels[3:], triggered[3:])
     expected = clean_correct_asr(clean_preds, labels, triggered, 0)
     assert metric.compute().item() == pytest.approx(expected.item()) == pytest.approx(3 / 4)
+
+
+def test_class_balanced_metrics_on_hand_worked_imbalanced_cases():
+    from w2s.metrics import BalancedAccuracy, MacroF1, balanced_accuracy, confusion, macro_f1
+
+    # 6 negatives all right; 2 positives, one right: CA 7/8 hides that positives are a coin toss
+    preds, labels = T([0, 0, 0, 0, 0, 0, 0, 1]), T([0, 0, 0, 0, 0, 0, 1, 1])
+    assert confusion(preds, labels, 2).tolist() == [[6, 0], [1, 1]]
+    assert balanced_accuracy(preds, labels, 2).item() == pytest.approx((6 / 6 + 1 / 2) / 2)
+    assert macro_f1(preds, labels, 2).item() == pytest.approx((12 / 13 + 2 / 3) / 2)
+    # a collapsed model on 72% / 28% data: CA 0.72, balanced accuracy 0.5, macro-F1 (144/172 + 0) / 2
+    collapsed, imbalanced = T([0] * 100), T([0] * 72 + [1] * 28)
+    assert clean_accuracy(collapsed, imbalanced).item() == pytest.approx(0.72)
+    assert balanced_accuracy(collapsed, imbalanced, 2).item() == pytest.approx(0.5)
+    assert macro_f1(collapsed, imbalanced, 2).item() == pytest.approx(144 / 172 / 2)
+    # a class neither true nor predicted is left out of both averages (sklearn's convention)
+    assert balanced_accuracy(T([0, 1]), T([0, 1]), 4).item() == 1.0 == macro_f1(T([0, 1]), T([0, 1]), 4).item()
+    # the DDP-safe modules sum confusion matrices over batches
+    ba, f1 = BalancedAccuracy(2), MacroF1(2)
+    for chunk in (slice(0, 3), slice(3, 8)):
+        ba.update(preds[chunk], labels[chunk])
+        f1.update(preds[chunk], labels[chunk])
+    assert ba.compute().item() == pytest.approx(0.75) and f1.compute().item() == pytest.approx((12 / 13 + 2 / 3) / 2)
+
+
+def test_balanced_class_weights_and_the_weighted_loss():
+    import torch.nn.functional as F
+
+    from w2s.losses.class_weights import class_weights, weighted_cross_entropy
+
+    weights = class_weights(T([0, 0, 0, 1]), 2)
+    assert weights.tolist() == pytest.approx([4 / (2 * 3), 4 / (2 * 1)])   # N / (C * n_c)
+    assert class_weights(T([0, 0]), 3).tolist() == pytest.approx([1 / 3, 0.0, 0.0])  # absent classes get 0
+    with pytest.raises(ValueError, match="num_classes"):
+        class_weights(T([0, 5]), 2)
+    g = torch.Generator().manual_seed(0)
+    logits, labels = torch.randn(6, 3, generator=g), T([0, 0, 0, 0, 1, 2])
+    w = class_weights(labels, 3)
+    expected = F.cross_entropy(logits, labels, weight=w)
+    assert weighted_cross_entropy(logits, labels, w).item() == pytest.approx(expected.item(), rel=1e-6)
+    nll = -F.log_softmax(logits, -1)[torch.arange(6), labels]                # the formula in the docstring
+    assert expected.item() == pytest.approx(((w[labels] * nll).sum() / w[labels].sum()).item(), rel=1e-6)
+    assert weighted_cross_entropy(logits, labels).item() == pytest.approx(F.cross_entropy(logits, labels).item())
+    # balanced weights equalise the classes: each class's rows carry the same total weight
+    per_class = torch.zeros(3).index_add_(0, labels, w[labels])
+    assert per_class.tolist() == pytest.approx([2.0, 2.0, 2.0])

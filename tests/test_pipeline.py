@@ -147,3 +147,56 @@ def test_report_marks_collapse_weak_backdoor_and_na():
     assert "| lora | 0.700 | 0.500 | 0.400 | 0.300 | n/a |" in table and table.splitlines()[3].endswith("| collapsed |")
     assert "nan" not in table
     assert notes({"poisoned": manifests["poisoned"], "lora": manifest(0.7, 0.9, 0.6)}, ["lora"]) == []
+
+
+def test_quantized_defender_end_to_end_on_cpu(tmp_path, task, models):
+    """The paper's setting: a full-precision poisoned student, loaded 4-bit by the defenses."""
+    pytest.importorskip("bitsandbytes")
+    from tests.tiny import make_llama
+
+    student = str(make_llama(tmp_path / "llama64", hidden=64))  # bitsandbytes 4-bit blocks need width >= 64
+    defenses = ("defenses:\n  lora: {epochs: 1, lora: {r: 4}}\n"
+                "  w2s_fp: {epochs: 1, lora: {r: 4}, quantization: none, objective: {ce: 1, kd: 1, fa: 1}}\n")
+    config = write_config(tmp_path, task, defenses=defenses)
+    args = tiny_args(models, tmp_path / "runs") + ["--student.name", student, "--student.quantization", "4bit"]
+    assert main(["pipeline", "--config", str(config), *args]) == 0
+    root = tmp_path / "runs" / "tiny"
+    assert load_manifest(root / "poisoned")["config"]["student"]["quantization"] == "4bit"
+    weights = (root / "poisoned" / "model" / "model.safetensors")
+    from safetensors import safe_open
+    with safe_open(weights, "pt") as f:                              # saved in full precision
+        assert all(f.get_tensor(k).dtype.is_floating_point for k in f.keys())
+    assert load_manifest(root / "defenses" / "lora")["info"]["quantization"] == "4bit"
+    assert load_manifest(root / "defenses" / "w2s_fp")["info"]["quantization"] is None
+
+
+def test_manifest_counts_final_metrics_in_the_logger_and_code_version(tmp_path, task, models, monkeypatch, capsys):
+    config = write_config(tmp_path, task, defenses="defenses: {lora: {epochs: 1, lora: {r: 4}}}\n")
+    args = tiny_args(models, tmp_path / "runs") + ["--attack.count", "7"]
+    assert main(["pipeline", "--config", str(config), *args]) == 0
+    root = tmp_path / "runs" / "tiny"
+    poisoned = load_manifest(root / "poisoned")
+    assert poisoned["info"]["poisoned_rows"] == 7 and poisoned["info"]["train_rows"] == 48
+    assert poisoned["code"].startswith("0.1.0+")
+    logged = list(csv.DictReader(open(root / "defenses" / "lora" / "logs" / "metrics.csv")))
+    final = [r for r in logged if r.get("test/ca")]
+    assert final and float(final[-1]["test/ca"]) == pytest.approx(load_manifest(root / "defenses" / "lora")
+                                                                   ["metrics"]["ca"])
+    assert {"test/asr", "test/balanced_accuracy", "test/macro_f1"} <= set(logged[0])
+    capsys.readouterr()
+    from w2s.pipeline import runs                                    # another code version: nothing is reused
+    monkeypatch.setattr(runs, "code_version", lambda: "0.1.0+changed")
+    assert main(["pipeline", "--config", str(config), *args]) == 0
+    assert capsys.readouterr().out.count("training") == 2
+
+
+def test_class_weights_and_keep_last_run(tmp_path, task, models):
+    defenses = "defenses: {lora: {epochs: 1, lora: {r: 4}, class_weights: balanced, keep: last}}\n"
+    config = write_config(tmp_path, task, defenses=defenses)
+    assert run(config, models, tmp_path / "runs") == 0
+    import yaml
+
+    hparams = yaml.safe_load(open(tmp_path / "runs" / "tiny" / "defenses" / "lora" / "logs" / "hparams.yaml"))
+    assert len(hparams["class_weights"]) == 4 and min(hparams["class_weights"]) > 0   # reached the module
+    assert yaml.safe_load(open(tmp_path / "runs" / "tiny" / "poisoned" / "logs" / "hparams.yaml"))["class_weights"] is None
+    assert run(write_config(tmp_path, task, "poison: {keep: sometimes}\n"), models, tmp_path / "r2") == 2
