@@ -124,3 +124,12 @@ def test_non_finite_loss_stops_training():
     module = ClassifierModule(OptimConfig(), target_label=0, num_labels=2)
     with pytest.raises(ValueError, match="non-finite training loss at step 0 \\(ce=nan\\)"):
         module.log_losses(torch.tensor(float("nan")), {"ce": torch.tensor(float("nan"))}, 4)
+
+
+def test_objective_ce_term_uses_the_class_weights():
+    g = torch.Generator().manual_seed(1)
+    logits, labels, weights = torch.randn(6, 2, generator=g), torch.tensor([0, 0, 0, 0, 0, 1]), torch.tensor([0.6, 3.0])
+    total, terms = compose(preset("lora"), LossInputs(logits, labels, class_weights=weights))
+    assert total.item() == pytest.approx(F.cross_entropy(logits, labels, weight=weights).item(), rel=1e-6)
+    unweighted, _ = compose(preset("lora"), LossInputs(logits, labels))
+    assert unweighted.item() != pytest.approx(total.item(), rel=1e-3)

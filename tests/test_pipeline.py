@@ -194,9 +194,12 @@ def test_class_weights_and_keep_last_run(tmp_path, task, models):
     defenses = "defenses: {lora: {epochs: 1, lora: {r: 4}, class_weights: balanced, keep: last}}\n"
     config = write_config(tmp_path, task, defenses=defenses)
     assert run(config, models, tmp_path / "runs") == 0
-    import yaml
+    import re
 
-    hparams = yaml.safe_load(open(tmp_path / "runs" / "tiny" / "defenses" / "lora" / "logs" / "hparams.yaml"))
-    assert len(hparams["class_weights"]) == 4 and min(hparams["class_weights"]) > 0   # reached the module
-    assert yaml.safe_load(open(tmp_path / "runs" / "tiny" / "poisoned" / "logs" / "hparams.yaml"))["class_weights"] is None
+    def hparams(stage):  # it holds python-object tags: read it as text, never unsafe-load it
+        return (tmp_path / "runs" / "tiny" / stage / "logs" / "hparams.yaml").read_text()
+
+    listed = re.search(r"^class_weights:\n((?:- .*\n)+)", hparams("defenses/lora"), re.M)
+    assert listed and len(listed.group(1).splitlines()) == 4                 # one weight per class reached it
+    assert re.search(r"^class_weights: null$", hparams("poisoned"), re.M)
     assert run(write_config(tmp_path, task, "poison: {keep: sometimes}\n"), models, tmp_path / "r2") == 2
