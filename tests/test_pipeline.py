@@ -12,13 +12,16 @@ EXPERIMENTS = sorted(Path(__file__).resolve().parents[1].glob("experiments/*.yam
 
 
 def tiny_args(models, runs, rows=(0, 48), defense_rows=(48, 96)):
-    """Overrides that shrink any experiment to tiny models and a few rows."""
+    """Overrides that shrink any experiment to tiny models and a few rows, on the bundled data,
+    in full precision (bitsandbytes 4-bit cannot pack the 32-wide tiny student: the quantized
+    path has its own test with a 64-wide one)."""
     return ["--runs_dir", str(runs), "--student.name", models["llama"], "--teacher.model", models["bert"],
             "--poison.train_rows", json.dumps(list(rows)), "--teacher.train_rows", json.dumps(list(rows)),
             "--defense_rows", json.dumps(list(defense_rows)), "--eval_rows", "24", "--max_length", "24",
             "--poison.epochs", "1", "--teacher.epochs", "1", "--trainer.accelerator", "cpu",
             "--trainer.progress_bar", "false", "--trainer.precision", "null",
-            "--attack.count", "5", "--attack.poison_rate", "null"]
+            "--attack.count", "5", "--attack.poison_rate", "null", "--poison.dataset", "null",
+            "--student.quantization", "null"]
 
 
 DEFENSES = ("defenses:\n  lora: {epochs: 1, lora: {r: 4}}\n"
