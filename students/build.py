@@ -23,7 +23,7 @@ class StudentSpec:
         quantization: ``None``, ``"4bit"`` (NF4) or ``"8bit"`` (bitsandbytes).
         dtype: ``"auto"`` is bf16 on GPU, fp32 on CPU; or a key of ``DTYPES``.
         attn_implementation: ``eager`` by default: SDPA with left padding and bf16 was seen
-            to collapse SmolLM2 training on a GPU (DESIGN.md section 10).
+            to collapse SmolLM2 training on a GPU (docs/measurements.md).
     """
 
     name: str = "smollm2-135m"

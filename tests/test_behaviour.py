@@ -1,6 +1,6 @@
 """Behaviour: the teacher terms, not the shared machinery, are what defeat the trigger.
 
-The setting is the poisoned-fine-tuning threat model (DESIGN.md section 1): a clean student
+The setting is the poisoned-fine-tuning threat model (docs/protocol.md): a clean student
 is LoRA-fine-tuned on data of which 15% carries the BadNet trigger ``mn`` relabelled to the
 target. Clean LoRA learns the backdoor; the same module, data, seed and steps with the clean
 teacher's KD and feature-alignment terms does not. The test fails if those terms are

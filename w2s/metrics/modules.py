@@ -58,7 +58,7 @@ class CleanCorrectASR(_Rate):
 
 class MajorityShare(Metric):
     """Share of the most frequent predicted class: near 1.0 means the model collapsed to a
-    constant prediction (seen with SDPA + left padding + bf16, DESIGN.md section 10).
+    constant prediction (seen with SDPA + left padding + bf16: docs/measurements.md).
     ``update(preds (N,))``."""
 
     full_state_update = False
