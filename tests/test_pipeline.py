@@ -206,3 +206,22 @@ def test_class_weights_and_keep_last_run(tmp_path, task, models):
     assert listed and len(listed.group(1).splitlines()) == 4                 # one weight per class reached it
     assert re.search(r"^class_weights: null$", hparams("poisoned"), re.M)
     assert run(write_config(tmp_path, task, "poison: {keep: sometimes}\n"), models, tmp_path / "r2") == 2
+
+
+def test_paper_config_is_the_reference_protocol(capsys):
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    assert main(["pipeline", "--config", str(root / "experiments" / "paper.yaml"), "--print_config"]) == 0
+    config = yaml.safe_load(capsys.readouterr().out)
+    assert config["poison"]["dataset"]["path"] == "stanfordnlp/imdb" and config["poison"]["epochs"] == 5
+    assert config["attack"] | {"attack_args": {}} == {"attack": "badnet", "mode": "clean-label", "target_label": 0,
+                                                      "count": 1000, "poison_rate": None, "selection": "first",
+                                                      "seed": 0, "attack_args": {}}
+    assert config["student"]["quantization"] == "4bit" and config["teacher"]["model"] == "bert-base-uncased"
+    reference = config["defenses"]["w2s_reference"]
+    assert reference["objective"]["fa_mode"] == "compat" and reference["lora"] == {
+        "r": 512, "alpha": 512, "dropout": 0.1, "target_modules": None}
+    assert (reference["lr"], reference["epochs"], reference["warmup_ratio"], reference["weight_decay"]) == (
+        2e-4, 5, 0.0, 0.01)
+    assert config["defense_rows"] is None and config["teacher"]["train_rows"] is None   # the whole SST-2 train split
