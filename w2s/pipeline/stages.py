@@ -72,13 +72,14 @@ def fit_and_test(config: PipelineConfig, run: StageRun, name: str, module: Class
                    "macro_f1": clean["test/macro_f1"], "asr": triggered["test/asr"],
                    "asr_clean_correct": None if cc is None or math.isnan(cc) else cc,
                    "majority_share": clean["test/majority_share"]}
+    sources = [train] if evaluation is train else [train, evaluation]
     run.info |= {"asr_rows": len(evaluation.eval_sets["test"][1]),
                  "asr_clean_correct_na": ("no triggered row is classified correctly when clean"
                                           if cc is not None and math.isnan(cc) else
                                           "pre-paraphrased trigger: originals unknown" if cc is None else None),
-                 "trigger_kept": {split: [c.kept, c.total] for split, c in train.trigger_kept.items()}
-                 | {f"eval_{s}": [c.kept, c.total] for s, c in evaluation.trigger_kept.items()},
-                 "warnings": train.trigger_warnings() + (evaluation.trigger_warnings() if evaluation is not train else [])}
+                 "trigger_kept": {f"{d.spec.name}/{split}": [c.kept, c.total]
+                                  for d in sources for split, c in d.trigger_kept.items()},
+                 "warnings": [w for d in sources for w in d.trigger_warnings()]}
     for warning in run.info["warnings"]:
         print(f"w2s: {name}: warning: {warning}", file=sys.stderr, flush=True)
     run.trainable_params = sum(p.numel() for p in module.parameters() if p.requires_grad)
