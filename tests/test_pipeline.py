@@ -225,3 +225,12 @@ def test_paper_config_is_the_reference_protocol(capsys):
     assert (reference["lr"], reference["epochs"], reference["warmup_ratio"], reference["weight_decay"]) == (
         2e-4, 5, 0.0, 0.01)
     assert config["defense_rows"] is None and config["teacher"]["train_rows"] is None   # the whole SST-2 train split
+
+
+def test_report_names_each_data_warning_once_with_its_stages():
+    from w2s.pipeline.report import notes
+
+    warning = "test: the trigger survives truncation to max_length 32 in only 196 of 208 triggered rows (94.2%; ...)"
+    manifest = {"metrics": {"ca": 0.9, "asr": 0.9, "majority_share": 0.5}, "info": {"warnings": [warning]}}
+    assert notes({"poisoned": manifest, "lora": manifest}, clean_lora=["lora"]) == [
+        f"warning (poisoned, lora): {warning}"]

@@ -136,7 +136,7 @@ class W2SDataModule(pl.LightningDataModule):
     def trigger_warnings(self) -> list[str]:
         """One line per split where fewer than 95% of the triggered rows keep their trigger."""
         return [f"{split}: the trigger survives truncation to max_length {self.max_length} in only "
-                f"{count.kept} of {count.total} triggered rows ({count.share:.0%}; ASR counts only those): "
+                f"{count.kept} of {count.total} triggered rows ({count.share:.1%}; ASR counts only those): "
                 f"set attack.attack_args.position: within_max_length, or raise max_length"
                 for split, count in self.trigger_kept.items() if count.share < WARN_BELOW]
 

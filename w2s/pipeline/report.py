@@ -38,11 +38,13 @@ def notes(manifests: dict[str, dict], clean_lora: list[str]) -> list[str]:
             lines.append(f"warning: clean LoRA ({name}) ends at ASR {asr:.3f} < {WEAK_BACKDOOR}: the backdoor does not "
                          f"survive clean fine-tuning here, so this run cannot show unlearning (poison longer, "
                          f"more rows, or a higher poison_rate)")
+    stages_by_warning: dict[str, list[str]] = {}  # stages share their evaluation rows: one line per warning
     for name, m in manifests.items():
-        info = m.get("info", {})
-        lines += [f"warning: {name}: {w}" for w in info.get("warnings", [])]
-        if info.get("asr_clean_correct_na"):
-            lines.append(f"n/a: {name}'s ASR (clean-correct): {info['asr_clean_correct_na']}")
+        for warning in m.get("info", {}).get("warnings", []):
+            stages_by_warning.setdefault(warning, []).append(name)
+    lines += [f"warning ({', '.join(names)}): {w}" for w, names in stages_by_warning.items()]
+    lines += [f"n/a: {name}'s ASR (clean-correct): {m['info']['asr_clean_correct_na']}"
+              for name, m in manifests.items() if m.get("info", {}).get("asr_clean_correct_na")]
     return lines
 
 
