@@ -183,7 +183,9 @@ def main(args: Optional[list[str]] = None) -> int:
         elif parsed.command == "pipeline":
             from w2s.pipeline import PipelineConfig, run_pipeline
 
-            run_pipeline(PipelineConfig(**_arguments(parser.instantiate(parsed).pipeline)))
+            # newer jsonargparse releases name it instantiate, older ones instantiate_classes
+            instantiate = getattr(parser, "instantiate", None) or parser.instantiate_classes
+            run_pipeline(PipelineConfig(**_arguments(instantiate(parsed).pipeline)))
         elif parsed.command == "evaluate":
             evaluate(**_arguments(parsed.evaluate))
     except SystemExit as done:  # argument errors (code 2) and --help (0) from the parsers
