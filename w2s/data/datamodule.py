@@ -25,7 +25,7 @@ from w2s.data.hub import HubDataset
 from w2s.data.readers import Example
 from w2s.data.registry import get_dataset
 from w2s.data.truncation import WARN_BELOW, survives, word_limit
-from w2s.losses.class_weights import CLASS_WEIGHTS, class_weights
+from w2s.losses.class_weights import check_class_weights, class_weights
 from w2s.tokenizers import load_tokenizer
 
 CLEAN, TRIGGERED = 0, 1  # dataloader indices of the evaluation loaders
@@ -78,7 +78,8 @@ class W2SDataModule(pl.LightningDataModule):
         self.tokenizer = load_tokenizer(tokenizer)
         self.teacher_tokenizer = load_tokenizer(teacher_tokenizer) if teacher_tokenizer else None
         self.trigger_tokenizers = [t for t in (self.tokenizer, self.teacher_tokenizer) if t is not None]
-        self.trigger_tokenizers += [load_tokenizer(name) for name in trigger_tokenizers or []]
+        self.trigger_tokenizers += [load_tokenizer(name) for name in dict.fromkeys(trigger_tokenizers or [])
+                                    if name not in (tokenizer, teacher_tokenizer)]
         self.train: list[dict] = []
         self.eval_sets: dict[str, list[list[dict]]] = {}
         self.poisoned_rows = 0
@@ -142,10 +143,9 @@ class W2SDataModule(pl.LightningDataModule):
 
     def class_weights(self, mode: Optional[str]) -> Optional[list[float]]:
         """Per-class loss weights from the training labels (``"balanced"``), or ``None``."""
+        check_class_weights(mode)
         if mode is None:
             return None
-        if mode not in CLASS_WEIGHTS:
-            raise ValueError(f"unknown class_weights {mode!r}; valid: {', '.join(CLASS_WEIGHTS)} or null")
         self.setup("fit")
         return class_weights(torch.tensor([row["label"] for row in self.train]), self.num_labels).tolist()
 

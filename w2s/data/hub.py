@@ -13,11 +13,11 @@ A split the mapping leaves out, or that the dataset lacks, is handled as for fol
 from __future__ import annotations
 
 import hashlib
-import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from w2s.data.holdout import HoldOut
 from w2s.data.readers import DataError, Example
 
 DEFAULT_SPLITS = {"train": "train", "dev": "validation", "test": "test"}
@@ -47,6 +47,11 @@ class HubDataset:
     label_names: Optional[list[str]] = None
     revision: Optional[str] = None
 
+    @property
+    def display_name(self) -> str:
+        """``imdb`` for ``stanfordnlp/imdb``, ``glue_sst2`` for ``nyu-mll/glue`` config ``sst2``."""
+        return self.path.rstrip("/").split("/")[-1] + (f"_{self.name}" if self.name else "")
+
     @classmethod
     def parse(cls, text: str) -> "HubDataset":
         """``hf:ID`` or ``hf:ID:CONFIG``."""
@@ -68,7 +73,7 @@ class HubDatasetSpec:
 
     def __init__(self, source: HubDataset, holdout_seed: int = 0):
         self.source = source
-        self.name = source.path.rstrip("/").split("/")[-1] + (f"_{source.name}" if source.name else "")
+        self.name = source.display_name
         self._dict = self._open()
         missing = [s for s in ("train", "test") if self._split_name(s) not in self._dict]
         if missing:
@@ -115,10 +120,7 @@ class HubDatasetSpec:
         if split == "test" or self._split_name("dev") in self._dict:
             return self._rows(self._split_name(split))
         rows = self._rows(self._split_name("train"))  # no dev split: hold 10% of train out (seeded)
-        order = list(range(len(rows)))
-        random.Random(self._holdout_seed).shuffle(order)
-        held = set(order[: max(1, len(rows) // 10)])
-        return [r for i, r in enumerate(rows) if (i in held) == (split == "dev")]
+        return HoldOut(size=max(1, len(rows) // 10), seed=self._holdout_seed).take(rows, split)
 
     def _rows(self, split_name: str) -> list[Example]:
         table = self._dict[split_name]

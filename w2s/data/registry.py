@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from w2s.data.holdout import HoldOut
 from w2s.data.hub import PREFIX, HubDataset, HubDatasetSpec, is_saved_dataset
 from w2s.data.readers import DataError, Example, read_examples
 
@@ -23,14 +23,6 @@ _EXTENSIONS = (".jsonl", ".json", ".tsv", ".csv")
 def data_root() -> Path:
     """The bundled ``data/`` folder (override with ``W2S_DATA_DIR``)."""
     return Path(os.environ.get("W2S_DATA_DIR", Path(__file__).resolve().parents[2] / "data"))
-
-
-@dataclass(frozen=True)
-class HoldOut:
-    """Carve a split out of another file: ``size`` rows chosen by a seeded shuffle."""
-
-    size: int
-    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -59,11 +51,7 @@ class DatasetSpec:
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
         if self.dev_holdout is not None and split in ("train", "dev"):
-            rows = self._read(self.files["train"])
-            order = list(range(len(rows)))
-            random.Random(self.dev_holdout.seed).shuffle(order)
-            held = set(order[: self.dev_holdout.size])
-            return [r for i, r in enumerate(rows) if (i in held) == (split == "dev")]
+            return self.dev_holdout.take(self._read(self.files["train"]), split)
         if split not in self.files:
             raise ValueError(f"dataset {self.name!r} has no {split} split")
         return self._read(self.files[split])
@@ -147,7 +135,7 @@ def get_dataset(name_or_path: str | Path | HubDataset, num_labels: int | None = 
 def dataset_name(dataset: str | HubDataset) -> str:
     """A short display name without loading anything."""
     if isinstance(dataset, HubDataset):
-        return dataset.path.rstrip("/").split("/")[-1] + (f"_{dataset.name}" if dataset.name else "")
+        return dataset.display_name
     return str(dataset).rstrip("/").split("/")[-1]
 
 

@@ -12,7 +12,7 @@ from students.quantization import QUANTIZATIONS
 from w2s.attacks.poison import PoisonConfig
 from w2s.data.hub import HubDataset
 from w2s.lit.base import OptimConfig
-from w2s.losses.class_weights import CLASS_WEIGHTS
+from w2s.losses.class_weights import check_class_weights
 from w2s.losses.objective import ObjectiveConfig
 
 LOGGERS = ("csv", "wandb")
@@ -43,8 +43,7 @@ class TrainStage:
             raise ValueError(f"epochs and batch_size must be >= 1, got {self.epochs} and {self.batch_size}")
         if self.keep not in KEEP:
             raise ValueError(f"unknown keep {self.keep!r}; valid: {', '.join(KEEP)}")
-        if self.class_weights is not None and self.class_weights not in CLASS_WEIGHTS:
-            raise ValueError(f"unknown class_weights {self.class_weights!r}; valid: {', '.join(CLASS_WEIGHTS)} or null")
+        check_class_weights(self.class_weights)
         self.optim()
 
     def optim(self) -> OptimConfig:
