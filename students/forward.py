@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 from torch import Tensor
 
-from students.pooling import pool
+from students.pooling import pool, read_index
 
 
 def model_inputs(input_ids: Tensor, attention_mask: Tensor, decoder: bool) -> dict[str, Tensor]:
@@ -20,15 +21,22 @@ def model_inputs(input_ids: Tensor, attention_mask: Tensor, decoder: bool) -> di
 
 @dataclass
 class StudentOutput:
-    """logits ``(B, C)``, hidden ``(B, L, H)`` (last layer), features ``(B, H)`` (pooled)."""
+    """logits ``(B, C)``, hidden ``(B, L, H)`` (last layer), features ``(B, H)`` (pooled at
+    ``read_index`` ``(B,)``), ``attentions`` per layer ``(B, heads, L, L)`` if requested."""
 
     logits: Tensor
     hidden: Tensor
     features: Tensor
+    read_index: Tensor
+    attentions: Optional[tuple[Tensor, ...]] = None
 
 
-def forward_with_features(model, input_ids: Tensor, attention_mask: Tensor, decoder: bool) -> StudentOutput:
-    """Run a sequence classifier once and return its logits with the pooled last-layer state."""
-    out = model(**model_inputs(input_ids, attention_mask, decoder), output_hidden_states=True)
+def forward_with_features(model, input_ids: Tensor, attention_mask: Tensor, decoder: bool,
+                          attentions: bool = False) -> StudentOutput:
+    """Run a sequence classifier once and return its logits with the pooled last-layer state
+    (and the attention probabilities with ``attentions``: an eager attention implementation)."""
+    out = model(**model_inputs(input_ids, attention_mask, decoder), output_hidden_states=True,
+                output_attentions=attentions)
     hidden = out.hidden_states[-1]
-    return StudentOutput(out.logits, hidden, pool(hidden, attention_mask, decoder))
+    return StudentOutput(out.logits, hidden, pool(hidden, attention_mask, decoder), read_index(attention_mask, decoder),
+                         out.attentions if attentions else None)

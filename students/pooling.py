@@ -16,7 +16,12 @@ def first_token_index(attention_mask: Tensor) -> Tensor:
     return attention_mask.long().argmax(dim=1)
 
 
+def read_index(attention_mask: Tensor, decoder: bool) -> Tensor:
+    """``(B, L) -> (B,)``: the position the classification head reads, the last non-padding
+    token for decoders, CLS for encoders."""
+    return last_token_index(attention_mask) if decoder else first_token_index(attention_mask)
+
+
 def pool(hidden: Tensor, attention_mask: Tensor, decoder: bool) -> Tensor:
-    """``(B, L, H), (B, L) -> (B, H)``: last non-padding token for decoders, CLS for encoders."""
-    index = last_token_index(attention_mask) if decoder else first_token_index(attention_mask)
-    return hidden[torch.arange(hidden.shape[0], device=hidden.device), index]
+    """``(B, L, H), (B, L) -> (B, H)``: the state at :func:`read_index`."""
+    return hidden[torch.arange(hidden.shape[0], device=hidden.device), read_index(attention_mask, decoder)]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 import warnings
 from collections import Counter
-from typing import Optional
+from typing import Any, Optional
 
 from jsonargparse import ActionConfigFile, ArgumentParser
 
@@ -103,14 +103,18 @@ def stage_cli(stage: str, args: list[str]) -> None:
 
 
 def pipeline_parser() -> ArgumentParser:
+    from w2s.defenses import DEFENSES
     from w2s.pipeline.config import PipelineConfig, default_defenses
     from w2s.pipeline.runs import to_jsonable
 
     parser = ArgumentParser(prog="w2s pipeline", description="attack -> teacher -> poisoned student -> "
                             "defenses -> CA/ASR table, from one YAML (stages whose inputs did not change are reused).")
     parser.add_argument("--config", action=ActionConfigFile, help="experiment YAML (see experiments/)")
-    parser.add_class_arguments(PipelineConfig, None)
-    parser.set_defaults(defenses=to_jsonable(default_defenses()))  # plain values, so --print_config shows them
+    parser.add_class_arguments(PipelineConfig, None, skip={"defenses"})
+    # each entry holds changes to its method's defaults, resolved by PipelineConfig (w2s.defenses)
+    parser.add_argument("--defenses", type=dict[str, Optional[dict[str, Any]]],
+                        default=to_jsonable(default_defenses()),
+                        help=f"name -> changes to its method's defaults; methods: {', '.join(sorted(DEFENSES))}")
     return parser
 
 

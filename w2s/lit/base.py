@@ -67,8 +67,12 @@ class ClassifierModule(pl.LightningModule):
         """``(B, C)`` class logits of the model being trained."""
         raise NotImplementedError
 
+    def predict(self, batch: dict[str, Tensor]) -> Tensor:
+        """``(B,)`` predicted classes (a filter may add one more: rejected)."""
+        return self.logits(batch).argmax(dim=-1)
+
     def _evaluate(self, stage: str, batch: dict[str, Tensor], dataloader_idx: int) -> None:
-        preds = self.logits(batch).argmax(dim=-1)
+        preds = self.predict(batch)
         if dataloader_idx == CLEAN:
             metric, name = self.metrics[f"{stage}_ca"], "ca"
             metric.update(preds, batch["labels"])
@@ -85,7 +89,7 @@ class ClassifierModule(pl.LightningModule):
             if "clean_input_ids" in batch:
                 clean = {"input_ids": batch["clean_input_ids"], "attention_mask": batch["clean_attention_mask"]}
                 cc = self.metrics[f"{stage}_asr_cc"]
-                cc.update(self.logits(clean).argmax(dim=-1), batch["clean_labels"], preds)
+                cc.update(self.predict(clean), batch["clean_labels"], preds)
                 self.log(f"{stage}/asr_clean_correct", cc, add_dataloader_idx=False, batch_size=preds.shape[0])
         self.log(f"{stage}/{name}", metric, prog_bar=True, add_dataloader_idx=False,
                  batch_size=preds.shape[0])

@@ -1,8 +1,9 @@
 """Stage 4 (defend): LoRA unlearning of the poisoned student, guided by a frozen clean teacher.
 
-    L = ce * CE(s, y) + kd * KD_T(t, s) + fa * FA(z, f)          (see w2s.losses)
+    L = ce * CE(s, y) + kd * KD_T(t, s) + fa * FA(z, f) + amp * L_amp + attn * L_attn   (w2s.losses)
 
-The clean-LoRA baseline is the same module with ``kd = fa = 0`` (no teacher is loaded).
+The clean-LoRA baseline is the same module with only ``ce`` (no teacher is loaded);
+Obliviate is ``ce`` + ``amp`` + ``attn``.
 The teacher never changes, so its logits and features are computed once per training row
 (at fit start) and looked up by row index at every step.
 """
@@ -41,11 +42,18 @@ class UnlearnModule(StudentModule):
         self.save_hyperparameters()
         self.spec, self.teacher_path, self.lora, self.objective = student, teacher, lora, objective
         self.teacher = self.teacher_logits = self.teacher_features = None
+        self.adapter_weights: list = []
 
     def configure_model(self) -> None:
         if self.model is not None:
             return
         self.build(self.spec, self.num_labels, self.lora)
+        if self.objective.needs_attentions and self.model.config._attn_implementation != "eager":
+            raise ValueError(f"objective.attn > 0 needs attention probabilities, which attn_implementation "
+                             f"{self.model.config._attn_implementation!r} does not return: set "
+                             f"student.attn_implementation: eager")
+        self.adapter_weights = [p for n, p in self.model.named_parameters()
+                                if p.requires_grad and ("lora_A" in n or "lora_B" in n)]
         if self.objective.needs_teacher:
             teacher = TeacherModel.load(self.teacher_path)
             hidden = self.model.config.hidden_size
@@ -77,8 +85,11 @@ class UnlearnModule(StudentModule):
         self.teacher.to("cpu")  # not needed on the accelerator any more
 
     def training_step(self, batch, batch_idx):
-        out = forward_with_features(self.model, batch["input_ids"], batch["attention_mask"], self.decoder)
-        inputs = LossInputs(out.logits, batch["labels"], self.class_weights, out.features, out.hidden)
+        out = forward_with_features(self.model, batch["input_ids"], batch["attention_mask"], self.decoder,
+                                    attentions=self.objective.needs_attentions)
+        inputs = LossInputs(out.logits, batch["labels"], self.class_weights, out.features, out.hidden,
+                            adapter_weights=self.adapter_weights, attentions=out.attentions,
+                            attention_mask=batch["attention_mask"], query_index=out.read_index)
         if self.teacher_logits is not None:
             index = batch["index"].to(self.teacher_logits.device)
             inputs.teacher_logits = self.teacher_logits[index]

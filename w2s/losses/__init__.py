@@ -1,7 +1,8 @@
 """Pure loss functions and the objective that composes them."""
 from w2s.losses.feature_alignment import feature_alignment_loss, feature_alignment_reference
 from w2s.losses.kd import kd_loss
+from w2s.losses.obliviate import amplification_loss, attention_loss
 from w2s.losses.objective import PRESETS, TERMS, LossInputs, ObjectiveConfig, compose, preset
 
-__all__ = ["PRESETS", "TERMS", "LossInputs", "ObjectiveConfig", "compose", "feature_alignment_loss",
+__all__ = ["PRESETS", "TERMS", "LossInputs", "ObjectiveConfig", "amplification_loss", "attention_loss", "compose", "feature_alignment_loss",
            "feature_alignment_reference", "kd_loss", "preset"]

@@ -1,8 +1,9 @@
 """The objective as a weighted sum of named pure terms: ``L = sum_k w_k * term_k``.
 
 W2SDefense is ``alpha * ce + beta * kd + gamma * fa``; the clean-LoRA baseline is the same
-objective with ``kd = fa = 0``. Terms with weight 0 are not computed at all (so a baseline
-needs no teacher). New terms (Obliviate's) register in ``TERMS``.
+objective with ``kd = fa = 0``; Obliviate adds ``amp * L_amp + attn * L_attn``. Terms with
+weight 0 are not computed at all (so a baseline needs no teacher, and attention
+probabilities are requested only when ``attn > 0``). A new term registers in ``TERMS``.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from torch import Tensor
 from w2s.losses.class_weights import weighted_cross_entropy
 from w2s.losses.feature_alignment import feature_alignment_loss, feature_alignment_reference
 from w2s.losses.kd import kd_loss
+from w2s.losses.obliviate import amplification_loss, attention_loss
 
 FA_MODES = ("per_sample", "compat")
 
@@ -21,7 +23,9 @@ FA_MODES = ("per_sample", "compat")
 @dataclass
 class LossInputs:
     """What one training step produced. Shapes: logits ``(B, C)``, labels ``(B,)``,
-    features ``(B, H)``, ``student_hidden`` ``(B, L, H)``, ``class_weights`` ``(C,)``."""
+    features ``(B, H)``, ``student_hidden`` ``(B, L, H)``, ``class_weights`` ``(C,)``;
+    ``adapter_weights`` the trainable adapter matrices, ``attentions`` per layer ``(B, H, L, L)``
+    with ``attention_mask`` ``(B, L)`` and ``query_index`` ``(B,)`` (the row the head reads)."""
 
     student_logits: Tensor
     labels: Tensor
@@ -30,15 +34,22 @@ class LossInputs:
     student_hidden: Tensor | None = None
     teacher_logits: Tensor | None = None
     teacher_features: Tensor | None = None
+    adapter_weights: list[Tensor] | None = None
+    attentions: tuple[Tensor, ...] | None = None
+    attention_mask: Tensor | None = None
+    query_index: Tensor | None = None
 
 
 @dataclass(frozen=True)
 class ObjectiveConfig:
-    """Term weights and their options. Defaults: W2SDefense's reference BadNet weights."""
+    """Term weights and their options. Defaults: W2SDefense's reference BadNet weights, no
+    Obliviate terms (the authors' weights: amp 3e-3, attn 3e-2)."""
 
     ce: float = 5.0
     kd: float = 0.001
     fa: float = 0.001
+    amp: float = 0.0
+    attn: float = 0.0
     temperature: float = 2.0
     fa_mode: str = "per_sample"
     normalize_features: bool = False
@@ -53,6 +64,15 @@ class ObjectiveConfig:
     @property
     def needs_teacher(self) -> bool:
         return self.kd > 0 or self.fa > 0
+
+    @property
+    def needs_attentions(self) -> bool:
+        return self.attn > 0
+
+    @property
+    def terms(self) -> tuple[str, ...]:
+        """The terms with non-zero weight."""
+        return tuple(name for name in TERMS if getattr(self, name) > 0)
 
 
 def _ce(x: LossInputs, c: ObjectiveConfig) -> Tensor:
@@ -69,7 +89,16 @@ def _fa(x: LossInputs, c: ObjectiveConfig) -> Tensor:
     return feature_alignment_loss(x.teacher_features, x.student_features, c.normalize_features)
 
 
-TERMS: dict[str, Callable[[LossInputs, ObjectiveConfig], Tensor]] = {"ce": _ce, "kd": _kd, "fa": _fa}
+def _amp(x: LossInputs, c: ObjectiveConfig) -> Tensor:
+    return amplification_loss(x.adapter_weights or [])
+
+
+def _attn(x: LossInputs, c: ObjectiveConfig) -> Tensor:
+    return attention_loss(x.attentions or (), x.attention_mask, x.query_index)
+
+
+TERMS: dict[str, Callable[[LossInputs, ObjectiveConfig], Tensor]] = {
+    "ce": _ce, "kd": _kd, "fa": _fa, "amp": _amp, "attn": _attn}
 
 # Reference weights (alpha, beta, gamma) per attack, from shuaizhao95/w2sdefense.
 PRESETS: dict[str, ObjectiveConfig] = {
@@ -88,7 +117,7 @@ def preset(name: str) -> ObjectiveConfig:
 
 def compose(config: ObjectiveConfig, inputs: LossInputs) -> tuple[Tensor, dict[str, Tensor]]:
     """Return ``(total, {term: unweighted value})`` over the terms with non-zero weight."""
-    values = {name: fn(inputs, config) for name, fn in TERMS.items() if getattr(config, name) > 0}
+    values = {name: TERMS[name](inputs, config) for name in config.terms}
     if not values:
         raise ValueError("every loss weight is 0: nothing to optimise")
     total = sum(getattr(config, name) * value for name, value in values.items())

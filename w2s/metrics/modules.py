@@ -56,6 +56,13 @@ class CleanCorrectASR(_Rate):
         self._add(triggered_preds[clean_preds == clean_labels] == self.target_label)
 
 
+class FlagRate(_Rate):
+    """Share of rows a filter flags. ``update(flags (N,) bool)``."""
+
+    def update(self, flags: Tensor) -> None:
+        self._add(flags)
+
+
 class MajorityShare(Metric):
     """Share of the most frequent predicted class: near 1.0 means the model collapsed to a
     constant prediction (seen with SDPA + left padding + bf16: docs/measurements.md).

@@ -3,14 +3,15 @@ types fail naming the key). Defaults are ``experiments/base.yaml``; experiment f
 only their changes."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Optional, Union
+from dataclasses import dataclass, field, replace
+from typing import Any, Optional, Union
 
 from students.build import StudentSpec
 from students.lora import LoraSpec
 from students.quantization import QUANTIZATIONS
 from w2s.attacks.poison import PoisonConfig
 from w2s.data.hub import HubDataset
+from w2s.defenses import Defense, get_defense
 from w2s.lit.base import OptimConfig
 from w2s.losses.class_weights import check_class_weights
 from w2s.losses.objective import ObjectiveConfig
@@ -75,19 +76,25 @@ class PoisonStage(TrainStage):
 
 @dataclass(frozen=True)
 class DefenseStage(TrainStage):
-    """One defense: LoRA on the poisoned student with an objective (kd = fa = 0: clean LoRA).
-    ``quantization``: how this defense loads the poisoned student; ``None`` takes
-    ``student.quantization``, ``"none"`` forces full precision."""
+    """One defense (``w2s.defenses``): ``method`` names it (default: the entry's name in
+    ``defenses:``), whose defaults the entry's settings change; ``options`` are the method's
+    own (e.g. fine-mixing's ``rho``). Most methods train LoRA on the poisoned student with
+    ``objective`` (ce only: clean LoRA). ``quantization``: how this defense loads the
+    poisoned student; ``None`` takes ``student.quantization``, ``"none"`` forces full precision."""
 
+    method: Optional[str] = None
     objective: ObjectiveConfig = ObjectiveConfig(ce=1.0, kd=0.0, fa=0.0)
     lora: LoraSpec = LoraSpec(r=8)
     quantization: Optional[str] = None
+    options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
         super().__post_init__()
         if self.quantization not in (None, "none", *QUANTIZATIONS):
             raise ValueError(f"unknown quantization {self.quantization!r}; valid: {', '.join(QUANTIZATIONS)}, "
                              f"none (full precision) or null (student.quantization)")
+        if self.method is not None:
+            get_defense(self.method).options(self.options)
 
     def student_quantization(self, student: StudentSpec) -> Optional[str]:
         chosen = student.quantization if self.quantization is None else self.quantization
@@ -95,8 +102,13 @@ class DefenseStage(TrainStage):
 
     @property
     def is_clean_lora(self) -> bool:
-        """Cross-entropy only: the baseline that shows whether the backdoor survives clean fine-tuning."""
-        return not self.objective.needs_teacher
+        """Clean LoRA (cross-entropy only): the baseline that shows whether the backdoor survives
+        clean fine-tuning."""
+        return self.method == "lora" and self.objective.terms == ("ce",)
+
+    @property
+    def defense(self) -> Defense:
+        return get_defense(self.method)
 
 
 @dataclass(frozen=True)
@@ -111,9 +123,48 @@ class TrainerOptions:
 
 
 def default_defenses() -> dict[str, DefenseStage]:
-    return {"lora": DefenseStage(),
-            "w2s": DefenseStage(objective=ObjectiveConfig(ce=1.0, kd=1.0, fa=10.0, normalize_features=True),
-                                lora=LoraSpec(r=512))}
+    return resolve_defenses({"lora": {}, "w2s": {}})
+
+
+def _merge(base: dict, changes: dict) -> dict:
+    merged = dict(base)
+    for key, value in changes.items():
+        merged[key] = _merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+    return merged
+
+
+def resolve_defense(name: str, entry: Union[DefenseStage, dict, None]) -> DefenseStage:
+    """One ``defenses:`` entry as a full :class:`DefenseStage`: a mapping holds changes on top of
+    its method's defaults (the method is ``method:`` or the entry's name); the method's
+    options are filled in. Errors name the entry."""
+    from argparse import ArgumentError
+
+    from jsonargparse import ArgumentParser
+
+    from w2s.pipeline.runs import to_jsonable
+
+    try:
+        if isinstance(entry, DefenseStage):
+            method = get_defense(entry.method or name)
+            stage = replace(entry, method=method.name)
+        else:
+            entry = dict(entry or {})
+            method = get_defense(entry.get("method") or name)
+            values = _merge(to_jsonable(DefenseStage()), method.defaults)
+            values = _merge(values, entry) | {"method": method.name}
+            parser = ArgumentParser(exit_on_error=False)
+            parser.add_class_arguments(DefenseStage, None)
+            instantiate = getattr(parser, "instantiate", None) or parser.instantiate_classes
+            stage = DefenseStage(**{k: v for k, v in vars(instantiate(parser.parse_object(values))).items()
+                                    if k != "__path__"})
+        options = to_jsonable(method.options(stage.options))
+        return replace(stage, options=options)
+    except (ArgumentError, ValueError, TypeError) as err:  # one line naming the entry
+        raise ValueError(f"defenses.{name}: {' '.join(str(err).split())}") from None
+
+
+def resolve_defenses(entries: dict[str, Union[DefenseStage, dict, None]]) -> dict[str, DefenseStage]:
+    return {name: resolve_defense(name, entry) for name, entry in entries.items()}
 
 
 @dataclass(frozen=True)
@@ -124,6 +175,8 @@ class PipelineConfig:
     mapping (``w2s.data.hub``). ``defense_rows`` are the rows of ``dataset``'s train split the defenses train on;
     ``defense_data_poisoned`` poisons them with ``attack`` too (the poisoned fine-tuning
     threat model); otherwise they are clean (weight poisoning, then clean PEFT).
+    ``defenses`` maps a name to a :class:`DefenseStage` or a mapping of changes to the
+    defaults of its method (``w2s.defenses``; e.g. ``{w2s: {}, obliviate: {epochs: 1}}``).
     """
 
     experiment: str = "default"
@@ -136,7 +189,7 @@ class PipelineConfig:
     poison: PoisonStage = PoisonStage()
     defense_rows: Optional[tuple[int, int]] = None
     defense_data_poisoned: bool = False
-    defenses: dict[str, DefenseStage] = field(default_factory=default_defenses)
+    defenses: dict[str, Union[DefenseStage, dict]] = field(default_factory=default_defenses)
     max_length: int = 128
     eval_rows: Optional[int] = None
     eval_batch_size: int = 64
@@ -155,6 +208,7 @@ class PipelineConfig:
         if not self.defenses:
             raise ValueError("defenses: name at least one defense")
         for name in self.defenses:
-            if name in ("poisoned", "teacher") or not name.replace("_", "").replace("-", "").isalnum():
-                raise ValueError(f"defenses: invalid name {name!r} (letters, digits, - and _; "
+            if name in ("poisoned", "teacher") or not all(c.isalnum() or c in "_-+" for c in name):
+                raise ValueError(f"defenses: invalid name {name!r} (letters, digits, -, _ and +; "
                                  f"not 'poisoned' or 'teacher')")
+        object.__setattr__(self, "defenses", resolve_defenses(self.defenses))

@@ -5,7 +5,7 @@ import csv
 from pathlib import Path
 
 COLUMNS = ("defense", "ca", "balanced_accuracy", "macro_f1", "asr", "asr_clean_correct", "asr_rows", "delta_ca",
-           "delta_asr", "trainable_params", "wall_s", "flags")
+           "delta_asr", "trainable_params", "wall_s", "peak_memory_mb", "detection_rate", "false_alarm_rate", "flags")
 COLLAPSE = 0.98  # a model giving one class for this share of the clean test rows has collapsed
 WEAK_BACKDOOR = 0.5  # clean LoRA below this ASR: the backdoor does not survive clean fine-tuning
 
@@ -21,7 +21,9 @@ def result_rows(manifests: dict[str, dict]) -> list[dict]:
                      "macro_f1": m.get("macro_f1"), "asr": m["asr"], "asr_clean_correct": m.get("asr_clean_correct"),
                      "asr_rows": manifest.get("info", {}).get("asr_rows"), "delta_ca": m["ca"] - base["ca"],
                      "delta_asr": m["asr"] - base["asr"], "trainable_params": manifest["trainable_params"],
-                     "wall_s": manifest["wall_time_s"], "flags": "collapsed" if collapsed else ""})
+                     "wall_s": manifest["wall_time_s"], "peak_memory_mb": manifest.get("peak_memory_mb"),
+                     "detection_rate": m.get("detection_rate"), "false_alarm_rate": m.get("false_alarm_rate"),
+                     "flags": "collapsed" if collapsed else ""})
     return rows
 
 
@@ -43,6 +45,9 @@ def notes(manifests: dict[str, dict], clean_lora: list[str]) -> list[str]:
         for warning in m.get("info", {}).get("warnings", []):
             stages_by_warning.setdefault(warning, []).append(name)
     lines += [f"warning ({', '.join(names)}): {w}" for w, names in stages_by_warning.items()]
+    lines += [f"filter ({name}): flags {m['metrics']['detection_rate']:.1%} of the triggered test rows and "
+              f"{m['metrics']['false_alarm_rate']:.1%} of the clean ones (false alarms); its CA and ASR are after "
+              f"rejecting the flagged rows" for name, m in manifests.items() if "detection_rate" in m["metrics"]]
     lines += [f"n/a: {name}'s ASR (clean-correct): {m['info']['asr_clean_correct_na']}"
               for name, m in manifests.items() if m.get("info", {}).get("asr_clean_correct_na")]
     return lines
@@ -54,12 +59,13 @@ def _number(value, fmt: str = ".3f") -> str:
 
 def markdown(rows: list[dict]) -> str:
     lines = ["| defense | CA | bal. acc | macro-F1 | ASR | ASR (clean-correct) | ASR rows | ΔCA | ΔASR | "
-             "trainable params | wall time (s) | flags |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "trainable params | wall time (s) | peak mem (MiB) | flags |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['defense']} | {r['ca']:.3f} | {_number(r['balanced_accuracy'])} | {_number(r['macro_f1'])} | "
                      f"{r['asr']:.3f} | {_number(r['asr_clean_correct'])} | {_number(r['asr_rows'], 'd')} | "
                      f"{r['delta_ca']:+.3f} | {r['delta_asr']:+.3f} | {r['trainable_params']:,} | {r['wall_s']:.0f} | "
-                     f"{r['flags']} |")
+                     f"{_number(r['peak_memory_mb'], ',.0f')} | {r['flags']} |")
     return "\n".join(lines) + "\n"
 
 

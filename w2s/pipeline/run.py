@@ -64,7 +64,7 @@ def run_pipeline(config: PipelineConfig) -> list[dict]:
                                    "poisoned_data": config.defense_data_poisoned, "student": config.student}
         manifests[name] = _run_stage(
             root / "defenses" / name, name, defense_config, inputs | data, config.seed,
-            lambda run, name=name, defense=defense: stages.defense(
+            lambda run, name=name, defense=defense: defense.defense.run(
                 config, run, name, defense, root / "poisoned" / "model",
                 root / "teacher" / "model" if defense.objective.needs_teacher else None))
 

@@ -66,11 +66,27 @@ def versions() -> dict[str, str]:
     return found
 
 
+def reset_peak_memory() -> None:
+    """Start a new peak: accelerator statistics, or Linux's peak resident set (``clear_refs``)."""
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+        return
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:  # not Linux: the process's peak since it started
+        pass
+
+
 def peak_memory_mb() -> float:
-    """Peak accelerator memory if one is in use, else the process's peak resident memory."""
+    """Peak accelerator memory if one is in use, else the process's peak resident memory since
+    :func:`reset_peak_memory` (Linux) or since it started."""
     if torch.cuda.is_available():
         return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    try:
+        status = Path("/proc/self/status").read_text()
+        return next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM")) / 1024
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 @dataclass
@@ -104,6 +120,7 @@ def stage(folder: Path, name: str, config: Any, inputs: dict[str, str], seed: in
         yield None
         return
     started = time.time()
+    reset_peak_memory()
     with atomic_folder(folder) as staging:
         run = StageRun(staging)
         yield run

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 
+from students.build import StudentSpec
 from teachers.model import TeacherSpec
 from w2s.data.datamodule import W2SDataModule
 from w2s.lit.base import ClassifierModule, RestoreBest
@@ -56,9 +57,10 @@ def datamodule(config: PipelineConfig, tokenizer: str, teacher_tokenizer: str | 
 
 
 def fit_and_test(config: PipelineConfig, run: StageRun, name: str, module: ClassifierModule, stage: TrainStage,
-                 train: W2SDataModule, evaluation: W2SDataModule | None = None) -> None:
+                 train: W2SDataModule, evaluation: W2SDataModule | None = None) -> tuple[dict, dict]:
     """Fit on ``train``, then test on ``evaluation`` (default: ``train``'s test split) with the same
-    Trainer, so the final metrics reach every logger; metrics and data counts go to ``run``."""
+    Trainer, so the final metrics reach every logger; metrics and data counts go to ``run``.
+    Returns the test metrics of the clean and the triggered rows."""
     pl.seed_everything(config.seed, verbose=False)
     trainer = make_trainer(config, run, stage, name)
     trainer.fit(module, train)
@@ -83,6 +85,7 @@ def fit_and_test(config: PipelineConfig, run: StageRun, name: str, module: Class
     for warning in run.info["warnings"]:
         print(f"w2s: {name}: warning: {warning}", file=sys.stderr, flush=True)
     run.trainable_params = sum(p.numel() for p in module.parameters() if p.requires_grad)
+    return clean, triggered
 
 
 def poison(config: PipelineConfig, run: StageRun) -> None:
@@ -112,16 +115,28 @@ def teacher(config: PipelineConfig, run: StageRun) -> None:
     module.save_artifact(run.folder / "model")
 
 
+def defender_student(config: PipelineConfig, run: StageRun, stage: DefenseStage, poisoned: Path) -> StudentSpec:
+    """The poisoned student (a folder), loaded the way the defender chooses (``quantization``)."""
+    student = replace(config.student, name=str(poisoned), quantization=stage.student_quantization(config.student))
+    run.info["quantization"] = student.quantization
+    return student
+
+
+def defense_data(config: PipelineConfig, stage: DefenseStage, student: StudentSpec,
+                 teacher_folder: Path | None = None) -> W2SDataModule:
+    """The defender's rows (``defense_rows``; poisoned too under ``defense_data_poisoned``)."""
+    teacher_tokenizer = str(teacher_folder / "encoder") if teacher_folder is not None else None
+    return datamodule(config, student.name, teacher_tokenizer, rows=config.defense_rows,
+                      poison_train=config.defense_data_poisoned, batch_size=stage.batch_size)
+
+
 def defense(config: PipelineConfig, run: StageRun, name: str, stage: DefenseStage, poisoned: Path,
             teacher_folder: Path | None) -> None:
-    """LoRA on the poisoned student, loaded the way the defender chooses (``quantization``)."""
-    student = replace(config.student, name=str(poisoned), quantization=stage.student_quantization(config.student))
-    teacher_tokenizer = str(teacher_folder / "encoder") if teacher_folder is not None else None
-    data = datamodule(config, student.name, teacher_tokenizer, rows=config.defense_rows,
-                      poison_train=config.defense_data_poisoned, batch_size=stage.batch_size)
+    """LoRA on the poisoned student with the stage's objective."""
+    student = defender_student(config, run, stage, poisoned)
+    data = defense_data(config, stage, student, teacher_folder)
     module = UnlearnModule(student, str(teacher_folder) if teacher_folder else None, stage.lora, stage.objective,
                            data.num_labels, stage.optim(), config.attack.target_label,
                            data.class_weights(stage.class_weights))
-    run.info["quantization"] = student.quantization
     fit_and_test(config, run, name, module, stage, data)
     module.save_artifact(run.folder / "model")

@@ -1,0 +1,7 @@
+from w2s.defenses.base import Defense, register_defense
+
+
+@register_defense("fa")
+class FeatureAlignment(Defense):
+    summary = "ablation of W2SDefense: CE + feature alignment to the teacher, no logit distillation"
+    defaults = {"objective": {"ce": 1.0, "kd": 0.0, "fa": 10.0, "normalize_features": True}, "lora": {"r": 512}}

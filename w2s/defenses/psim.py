@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from w2s.defenses.base import Defense, register_defense
+
+MODULES = ("p-tuning", "lora")
+
+
+@dataclass(frozen=True)
+class PsimOptions:
+    """``threshold``: flag an input whose top probability under the module exceeds it (0.7 in the
+    reference); ``module``: ``p-tuning`` (``virtual_tokens`` virtual tokens) or ``lora`` (the
+    entry's ``lora``); ``label_seed``: seed of the random training labels."""
+
+    threshold: float = 0.7
+    module: str = "p-tuning"
+    virtual_tokens: int = 5
+    label_seed: int = 0
+
+    def __post_init__(self):
+        if self.module not in MODULES:
+            raise ValueError(f"unknown psim module {self.module!r}; valid: {', '.join(MODULES)}")
+        if not 0.0 < self.threshold < 1.0 or self.virtual_tokens < 1:
+            raise ValueError(f"psim needs 0 < threshold < 1 and virtual_tokens >= 1, got {self.threshold}, "
+                             f"{self.virtual_tokens}")
+
+
+@register_defense("psim")
+class Psim(Defense):
+    summary = ("PSIM: a P-tuning module trained on randomly relabelled clean rows flags over-confident inputs "
+               "(threshold 0.7) as poisoned and rejects them (Zhao et al., arXiv 2402.12168)")
+    defaults = {"objective": {"ce": 1.0, "kd": 0.0, "fa": 0.0}, "epochs": 1, "lr": 2e-5, "keep": "last"}
+    Options = PsimOptions
+
+    def run(self, config, run, name, stage, poisoned, teacher):
+        from w2s.lit.psim import PsimModule
+        from w2s.pipeline import stages
+
+        options = self.options(stage.options)
+        student = stages.defender_student(config, run, stage, poisoned)
+        data = stages.defense_data(config, stage, student)
+        module = PsimModule(student, data.num_labels, stage.optim(), config.attack.target_label, options.threshold,
+                            options.module, options.virtual_tokens, stage.lora, options.label_seed)
+        clean, triggered = stages.fit_and_test(config, run, name, module, stage, data)
+        run.metrics |= {"false_alarm_rate": clean["test/false_alarm_rate"],
+                        "detection_rate": triggered["test/detection_rate"]}
+        module.save_artifact(run.folder / "model")

@@ -1,0 +1,110 @@
+"""PSIM (Zhao et al., arXiv 2402.12168; shuaizhao95/PSIM): an input filter.
+
+A parameter-efficient module (P-tuning with 5 virtual tokens, or LoRA) on top of the frozen
+poisoned model is trained on clean rows whose labels are drawn at random, so it learns to be
+unsure on clean inputs; a trigger still drives the poisoned weights to one confident class.
+At test time an input whose top class probability under the module exceeds ``threshold``
+is flagged and rejected; the others get the poisoned model's own prediction.
+
+Predictions are the task classes ``0..C-1`` or ``C`` for *rejected*, so CA (rejected clean
+rows count as wrong) and ASR (rejected triggered rows count as stopped) are after filtering;
+``{val,test}/false_alarm_rate`` (clean rows flagged) and ``{val,test}/detection_rate``
+(triggered rows flagged) are logged too.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from students.build import StudentSpec, build_student
+from students.forward import model_inputs
+from students.lora import LoraSpec, attach_lora
+from w2s.data.datamodule import CLEAN
+from w2s.defenses.psim import PsimOptions
+from w2s.lit.base import OptimConfig
+from w2s.lit.student import StudentModule
+from w2s.metrics import BalancedAccuracy, FlagRate, MacroF1
+
+
+class PsimModule(StudentModule):
+    """Args:
+        student: the poisoned student (a folder).
+        module: ``p-tuning`` (the reference, ``virtual_tokens`` virtual tokens) or ``lora``.
+        threshold: flag an input whose top probability under the module exceeds it.
+        label_seed: seed of the random training labels.
+    """
+
+    def __init__(self, student: StudentSpec = StudentSpec(), num_labels: int = 2,
+                 optim: OptimConfig = OptimConfig(lr=2e-5), target_label: int = 0, threshold: float = 0.7,
+                 module: str = "p-tuning", virtual_tokens: int = 5, lora: LoraSpec = LoraSpec(r=8),
+                 label_seed: int = 0):
+        super().__init__(optim, target_label, num_labels)
+        PsimOptions(threshold, module, virtual_tokens, label_seed)  # validates
+        self.save_hyperparameters()
+        self.spec, self.module, self.threshold = student, module, threshold
+        self.virtual_tokens, self.lora, self.label_seed = virtual_tokens, lora, label_seed
+        self.task_model = None
+        self.random_labels: Optional[Tensor] = None
+        for stage in ("val", "test"):  # a rejected row is one more predicted class
+            self.metrics[f"{stage}_balanced_accuracy"] = BalancedAccuracy(num_labels + 1)
+            self.metrics[f"{stage}_macro_f1"] = MacroF1(num_labels + 1)
+            self.metrics[f"{stage}_false_alarm"], self.metrics[f"{stage}_detection"] = FlagRate(), FlagRate()
+
+    def configure_model(self) -> None:
+        if self.model is not None:
+            return
+        self.build(self.spec, self.num_labels, None)
+        self.task_model = self.model.requires_grad_(False).eval()  # the poisoned model, unchanged
+        detector, _ = build_student(self.spec, self.num_labels, None)
+        detector.train()
+        if self.module == "lora":
+            self.model = attach_lora(detector, self.lora)
+        else:
+            from peft import PromptEncoderConfig, TaskType, get_peft_model
+
+            self.model = get_peft_model(detector, PromptEncoderConfig(
+                task_type=TaskType.SEQ_CLS, num_virtual_tokens=self.virtual_tokens,
+                encoder_hidden_size=detector.config.hidden_size))
+
+    def on_fit_start(self) -> None:
+        rows = len(self.trainer.datamodule.train)
+        generator = torch.Generator().manual_seed(self.label_seed)
+        self.random_labels = torch.randint(self.num_labels, (rows,), generator=generator)
+
+    def detector_logits(self, batch: dict[str, Tensor]) -> Tensor:
+        # peft's prompt learning prepends virtual tokens and does not take position ids
+        inputs = model_inputs(batch["input_ids"], batch["attention_mask"], self.decoder and self.module == "lora")
+        return self.model(**inputs).logits
+
+    def training_step(self, batch, batch_idx):
+        labels = self.random_labels[batch["index"].cpu()].to(self.device)
+        loss = self.cross_entropy(self.detector_logits(batch), labels)
+        self.log_losses(loss, {"ce": loss}, labels.shape[0])
+        return loss
+
+    def flags(self, batch: dict[str, Tensor]) -> Tensor:
+        """``(B,)`` True where the top class probability exceeds the threshold."""
+        return self.detector_logits(batch).float().softmax(dim=-1).max(dim=-1).values > self.threshold
+
+    def logits(self, batch):
+        return self.task_model(**model_inputs(batch["input_ids"], batch["attention_mask"], self.decoder)).logits
+
+    def predict(self, batch: dict[str, Tensor]) -> Tensor:
+        preds = self.logits(batch).argmax(dim=-1)
+        return torch.where(self.flags(batch), torch.full_like(preds, self.num_labels), preds)
+
+    def _evaluate(self, stage: str, batch: dict[str, Tensor], dataloader_idx: int) -> None:
+        super()._evaluate(stage, batch, dataloader_idx)
+        name = "false_alarm" if dataloader_idx == CLEAN else "detection"
+        metric = self.metrics[f"{stage}_{name}"]
+        metric.update(self.flags(batch))
+        self.log(f"{stage}/{name}_rate", metric, add_dataloader_idx=False, batch_size=batch["input_ids"].shape[0])
+
+    def save_artifact(self, folder) -> None:
+        from w2s.artifacts import atomic_folder
+
+        with atomic_folder(folder) as staging:
+            self.model.save_pretrained(staging / "detector", safe_serialization=True)
+            self.tokenizer.save_pretrained(staging / "detector")
