@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 from w2s.defenses.base import Defense, register_defense
 
@@ -10,10 +11,12 @@ MODULES = ("p-tuning", "lora")
 @dataclass(frozen=True)
 class PsimOptions:
     """``threshold``: flag an input whose top probability under the module exceeds it (0.7 in the
-    reference); ``module``: ``p-tuning`` (``virtual_tokens`` virtual tokens) or ``lora`` (the
-    entry's ``lora``); ``label_seed``: seed of the random training labels."""
+    reference); ``false_alarm``: instead, set the threshold so that this share of the clean dev
+    rows is flagged (a trigger-blind calibration); ``module``: ``p-tuning`` (``virtual_tokens``
+    virtual tokens) or ``lora`` (the entry's ``lora``); ``label_seed``: seed of the random labels."""
 
     threshold: float = 0.7
+    false_alarm: Optional[float] = None
     module: str = "p-tuning"
     virtual_tokens: int = 5
     label_seed: int = 0
@@ -21,6 +24,8 @@ class PsimOptions:
     def __post_init__(self):
         if self.module not in MODULES:
             raise ValueError(f"unknown psim module {self.module!r}; valid: {', '.join(MODULES)}")
+        if self.false_alarm is not None and not 0.0 < self.false_alarm < 1.0:
+            raise ValueError(f"psim false_alarm must lie in (0, 1), got {self.false_alarm}")
         if not 0.0 < self.threshold < 1.0 or self.virtual_tokens < 1:
             raise ValueError(f"psim needs 0 < threshold < 1 and virtual_tokens >= 1, got {self.threshold}, "
                              f"{self.virtual_tokens}")
@@ -40,9 +45,9 @@ class Psim(Defense):
         options = self.options(stage.options)
         student = stages.defender_student(config, run, stage, poisoned)
         data = stages.defense_data(config, stage, student)
-        module = PsimModule(student, data.num_labels, stage.optim(), config.attack.target_label, options.threshold,
-                            options.module, options.virtual_tokens, stage.lora, options.label_seed)
+        module = PsimModule(student, data.num_labels, stage.optim(), config.attack.target_label, options, stage.lora)
         clean, triggered = stages.fit_and_test(config, run, name, module, stage, data)
         run.metrics |= {"false_alarm_rate": clean["test/false_alarm_rate"],
                         "detection_rate": triggered["test/detection_rate"]}
+        run.info["threshold"] = module.threshold
         module.save_artifact(run.folder / "model")

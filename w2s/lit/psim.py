@@ -4,7 +4,8 @@ A parameter-efficient module (P-tuning with 5 virtual tokens, or LoRA) on top of
 poisoned model is trained on clean rows whose labels are drawn at random, so it learns to be
 unsure on clean inputs; a trigger still drives the poisoned weights to one confident class.
 At test time an input whose top class probability under the module exceeds ``threshold``
-is flagged and rejected; the others get the poisoned model's own prediction.
+(or the threshold that flags a ``false_alarm`` share of the clean dev rows) is flagged and
+rejected; the others get the poisoned model's own prediction.
 
 Predictions are the task classes ``0..C-1`` or ``C`` for *rejected*, so CA (rejected clean
 rows count as wrong) and ASR (rejected triggered rows count as stopped) are after filtering;
@@ -31,20 +32,16 @@ from w2s.metrics import BalancedAccuracy, FlagRate, MacroF1
 class PsimModule(StudentModule):
     """Args:
         student: the poisoned student (a folder).
-        module: ``p-tuning`` (the reference, ``virtual_tokens`` virtual tokens) or ``lora``.
-        threshold: flag an input whose top probability under the module exceeds it.
-        label_seed: seed of the random training labels.
+        options: threshold (or false-alarm calibration), module, virtual tokens, label seed.
+        lora: the module when ``options.module`` is ``lora``.
     """
 
     def __init__(self, student: StudentSpec = StudentSpec(), num_labels: int = 2,
-                 optim: OptimConfig = OptimConfig(lr=2e-5), target_label: int = 0, threshold: float = 0.7,
-                 module: str = "p-tuning", virtual_tokens: int = 5, lora: LoraSpec = LoraSpec(r=8),
-                 label_seed: int = 0):
+                 optim: OptimConfig = OptimConfig(lr=2e-5), target_label: int = 0,
+                 options: PsimOptions = PsimOptions(), lora: LoraSpec = LoraSpec(r=8)):
         super().__init__(optim, target_label, num_labels)
-        PsimOptions(threshold, module, virtual_tokens, label_seed)  # validates
         self.save_hyperparameters()
-        self.spec, self.module, self.threshold = student, module, threshold
-        self.virtual_tokens, self.lora, self.label_seed = virtual_tokens, lora, label_seed
+        self.spec, self.options, self.lora, self.threshold = student, options, lora, options.threshold
         self.task_model = None
         self.random_labels: Optional[Tensor] = None
         for stage in ("val", "test"):  # a rejected row is one more predicted class
@@ -59,24 +56,39 @@ class PsimModule(StudentModule):
         self.task_model = self.model.requires_grad_(False).eval()  # the poisoned model, unchanged
         detector, _ = build_student(self.spec, self.num_labels, None)
         detector.train()
-        if self.module == "lora":
+        if self.options.module == "lora":
             self.model = attach_lora(detector, self.lora)
         else:
             from peft import PromptEncoderConfig, TaskType, get_peft_model
 
             self.model = get_peft_model(detector, PromptEncoderConfig(
-                task_type=TaskType.SEQ_CLS, num_virtual_tokens=self.virtual_tokens,
+                task_type=TaskType.SEQ_CLS, num_virtual_tokens=self.options.virtual_tokens,
                 encoder_hidden_size=detector.config.hidden_size))
 
     def on_fit_start(self) -> None:
         rows = len(self.trainer.datamodule.train)
-        generator = torch.Generator().manual_seed(self.label_seed)
+        generator = torch.Generator().manual_seed(self.options.label_seed)
         self.random_labels = torch.randint(self.num_labels, (rows,), generator=generator)
+
+    @torch.no_grad()
+    def on_test_start(self) -> None:
+        """Calibrate the threshold on the clean dev rows when ``options.false_alarm`` is set."""
+        if self.options.false_alarm is None:
+            return
+        self.model.eval()
+        confidence = torch.cat([self.confidence({k: v.to(self.device) for k, v in batch.items()})
+                                for batch in self.trainer.datamodule.val_dataloader()[CLEAN]])
+        self.threshold = float(torch.quantile(confidence, 1.0 - self.options.false_alarm))
 
     def detector_logits(self, batch: dict[str, Tensor]) -> Tensor:
         # peft's prompt learning prepends virtual tokens and does not take position ids
-        inputs = model_inputs(batch["input_ids"], batch["attention_mask"], self.decoder and self.module == "lora")
+        inputs = model_inputs(batch["input_ids"], batch["attention_mask"],
+                              self.decoder and self.options.module == "lora")
         return self.model(**inputs).logits
+
+    def confidence(self, batch: dict[str, Tensor]) -> Tensor:
+        """``(B,)`` the top class probability under the module."""
+        return self.detector_logits(batch).float().softmax(dim=-1).max(dim=-1).values
 
     def training_step(self, batch, batch_idx):
         labels = self.random_labels[batch["index"].cpu()].to(self.device)
@@ -86,7 +98,7 @@ class PsimModule(StudentModule):
 
     def flags(self, batch: dict[str, Tensor]) -> Tensor:
         """``(B,)`` True where the top class probability exceeds the threshold."""
-        return self.detector_logits(batch).float().softmax(dim=-1).max(dim=-1).values > self.threshold
+        return self.confidence(batch) > self.threshold
 
     def logits(self, batch):
         return self.task_model(**model_inputs(batch["input_ids"], batch["attention_mask"], self.decoder)).logits
