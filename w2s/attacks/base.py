@@ -26,9 +26,12 @@ class Triggered:
 
 
 class Attack(ABC):
-    """A text transformation that plants a trigger."""
+    """A text transformation that plants a trigger. A ``task_agnostic`` attack poisons the
+    pre-trained model, before any task, so it has no target label: a triggered row counts as
+    attacked when its prediction changes (``w2s.metrics.attack_hits``)."""
 
     name: str = ""
+    task_agnostic: bool = False
 
     @abstractmethod
     def apply(self, text: str, rng: random.Random) -> str:

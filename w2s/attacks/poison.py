@@ -7,7 +7,8 @@ Two label conventions, kept apart by name:
   *dirty-label* mode triggers non-target rows and relabels them to the target (OpenBackdoor:
   ``poison_rate`` 0.1).
 * ``build_triggered_set`` (evaluation): rows whose **true** label is not the target, with
-  the trigger; ASR is the share predicted as the target. Inserted triggers are applied to
+  the trigger; ASR is the share predicted as the target. A task-agnostic attack (``por``)
+  triggers every row, with target -1: ASR is the share whose prediction changes. Inserted triggers are applied to
   the clean non-target rows here; SynAttack's pre-paraphrased files already hold only such
   rows and carry the *target* label in their label column, which is checked, not trusted.
 """
@@ -120,7 +121,8 @@ def _trigger(attack: Attack, text: str, rng: random.Random, word_limit: WordLimi
 
 @dataclass(frozen=True)
 class TriggeredSet:
-    """Evaluation inputs for ASR: triggered rows whose true label is not ``target_label``.
+    """Evaluation inputs for ASR: triggered rows whose true label is not ``target_label``
+    (every row, ``target_label`` -1, for a task-agnostic attack).
 
     ``clean_texts`` / ``clean_labels`` are the same rows before triggering (for ASR among
     rows classified correctly when clean) and ``spans`` the inserted triggers' character
@@ -143,12 +145,12 @@ def build_triggered_set(examples: list[Example], attack: Attack, target_label: i
     if isinstance(attack, SynAttack):
         return _pre_paraphrased(dataset, split, target_label)
     rng = random.Random(seed)
-    rows = [ex for ex in examples if ex.label != target_label and attack.can_apply(ex.text)]
+    rows = [ex for ex in examples if (attack.task_agnostic or ex.label != target_label) and attack.can_apply(ex.text)]
     if not rows:
         raise ValueError(f"no non-target rows to trigger (target_label={target_label})")
     triggered = [_trigger(attack, ex.text, rng, word_limit) for ex in rows]
-    return TriggeredSet([t.text for t in triggered], target_label, "inserted", [ex.text for ex in rows],
-                        [ex.label for ex in rows], [t.spans for t in triggered])
+    return TriggeredSet([t.text for t in triggered], -1 if attack.task_agnostic else target_label, "inserted",
+                        [ex.text for ex in rows], [ex.label for ex in rows], [t.spans for t in triggered])
 
 
 def _pre_paraphrased(dataset: DatasetSpec | None, split: str, target_label: int) -> TriggeredSet:

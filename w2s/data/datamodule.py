@@ -2,8 +2,11 @@
 
 Batches hold ``index (B,)``, ``labels (B,)``, ``input_ids``/``attention_mask (B, L)`` for the
 model being trained, and ``teacher_input_ids``/``teacher_attention_mask`` when a teacher
-tokenizer is set. Validation and test have two loaders: 0 = clean rows (CA), 1 = triggered
-non-target rows (ASR); batches of the latter also hold the same rows untriggered
+tokenizer is set. Poisoning with a task-agnostic attack keeps every row clean and adds its
+triggered version (``triggered_input_ids``/``triggered_attention_mask``) and trigger index
+(``trigger_index``, -1 where truncation removed it). Validation and test have two loaders:
+0 = clean rows (CA), 1 = triggered non-target rows (ASR; every row, label -1, for a
+task-agnostic attack); batches of the latter also hold the same rows untriggered
 (``clean_input_ids``, ``clean_attention_mask``, ``clean_labels``) when the trigger was
 inserted here (pre-paraphrased files have no known originals).
 
@@ -13,6 +16,7 @@ trigger (``w2s.data.truncation``).
 """
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from typing import Optional, Union
 
@@ -106,18 +110,31 @@ class W2SDataModule(pl.LightningDataModule):
                 raise ValueError(f"train_rows {list(self.train_rows)} run past the {len(train)} train rows "
                                  f"of {self.spec.name}")
             train = train[self.train_rows[0]:self.train_rows[1]]
-        if self.poison_train:
+        if self.poison_train and trigger.task_agnostic:  # every row, clean and with one trigger k
+            rng, spans = random.Random(self.attack.seed), []
+            self.train = _items(train)
+            for item in self.train:
+                triggered, k = trigger.trigger_index(item["text"], rng, limit(item["text"]) if limit else None)
+                item |= {"triggered_text": triggered.text, "trigger_index": k}
+                spans.append(triggered.spans)
+            kept = self._kept([item["triggered_text"] for item in self.train], spans)
+            for item, keep in zip(self.train, kept):
+                item["trigger_index"] = item["trigger_index"] if keep else -1  # truncated away: no target
+            self.poisoned_rows = sum(kept)
+            self.trigger_kept["train"] = TriggerCount(sum(kept), len(kept))
+        elif self.poison_train:
             split = poison_examples(train, trigger, self.attack, limit)
             train, self.poisoned_rows = split.examples, len(split.poisoned_indices)
             kept = self._kept([train[i].text for i in split.poisoned_indices], split.spans)
             self.trigger_kept["train"] = TriggerCount(sum(kept), len(kept))
-        self.train = _items(train)
+        if not self.train:
+            self.train = _items(train)
         for split in ("dev", "test"):
             clean = self.spec.load(split)[: self.eval_rows]
             triggered = build_triggered_set(clean, trigger, self.target_label, seed=self.seed,
                                             dataset=self.spec, split=split, word_limit=limit)
             texts = triggered.texts[: self.eval_rows] if triggered.source == "pre-paraphrased" else triggered.texts
-            rows = [{"text": t, "label": self.target_label} for t in texts]
+            rows = [{"text": t, "label": triggered.target_label} for t in texts]
             if triggered.clean_texts is not None:  # the same rows untriggered, for clean-correct ASR
                 for row, text, label in zip(rows, triggered.clean_texts, triggered.clean_labels):
                     row |= {"clean_text": text, "clean_label": label}
@@ -157,6 +174,9 @@ class W2SDataModule(pl.LightningDataModule):
         if "clean_text" in items[0]:
             batch |= self._encode(self.tokenizer, [item["clean_text"] for item in items], "clean_")
             batch["clean_labels"] = torch.tensor([item["clean_label"] for item in items])
+        if "triggered_text" in items[0]:  # task-agnostic poisoning: each row also with its trigger k
+            batch |= self._encode(self.tokenizer, [item["triggered_text"] for item in items], "triggered_")
+            batch["trigger_index"] = torch.tensor([item["trigger_index"] for item in items])
         if self.teacher_tokenizer is not None:
             batch |= self._encode(self.teacher_tokenizer, texts, "teacher_")
         return batch

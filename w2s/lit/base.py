@@ -56,8 +56,8 @@ class ClassifierModule(pl.LightningModule):
                                       for name, metric in (("ca", CleanAccuracy()),
                                                            ("balanced_accuracy", BalancedAccuracy(num_labels)),
                                                            ("macro_f1", MacroF1(num_labels)),
-                                                           ("asr", AttackSuccessRate(target_label)),
-                                                           ("asr_cc", CleanCorrectASR(target_label)),
+                                                           ("asr", AttackSuccessRate()),
+                                                           ("asr_cc", CleanCorrectASR()),
                                                            ("majority", MajorityShare()))})
 
     def cross_entropy(self, logits: Tensor, labels: Tensor) -> Tensor:
@@ -83,14 +83,16 @@ class ClassifierModule(pl.LightningModule):
             majority = self.metrics[f"{stage}_majority"]
             majority.update(preds)
             self.log(f"{stage}/majority_share", majority, add_dataloader_idx=False, batch_size=preds.shape[0])
-        else:
+        else:  # labels: the target, or -1 (task-agnostic: any change from the clean prediction)
             metric, name = self.metrics[f"{stage}_asr"], "asr"
-            metric.update(preds)
+            clean_preds = None
             if "clean_input_ids" in batch:
-                clean = {"input_ids": batch["clean_input_ids"], "attention_mask": batch["clean_attention_mask"]}
+                clean_preds = self.predict({"input_ids": batch["clean_input_ids"],
+                                            "attention_mask": batch["clean_attention_mask"]})
                 cc = self.metrics[f"{stage}_asr_cc"]
-                cc.update(self.predict(clean), batch["clean_labels"], preds)
+                cc.update(clean_preds, batch["clean_labels"], preds, batch["labels"])
                 self.log(f"{stage}/asr_clean_correct", cc, add_dataloader_idx=False, batch_size=preds.shape[0])
+            metric.update(preds, batch["labels"], clean_preds)
         self.log(f"{stage}/{name}", metric, prog_bar=True, add_dataloader_idx=False,
                  batch_size=preds.shape[0])
 

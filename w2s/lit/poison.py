@@ -12,23 +12,34 @@ from w2s.lit.base import OptimConfig
 from w2s.lit.student import StudentModule
 
 
+HEADS = ("score", "classifier")  # sequence-classification heads (decoders, encoders), as peft names them
+
+
 class PoisonModule(StudentModule):
     """Full fine-tuning of the student on the poisoned train split, or LoRA merged into the
     weights when saving. The artifact is an ordinary full-precision Hugging Face folder
     (safetensors): in the paper's threat model the poisoned model exists in full precision and
     quantization is the defender's choice when loading it, so ``student.quantization`` is
-    ignored here (the pipeline applies it to the defenses)."""
+    ignored here (the pipeline applies it to the defenses).
+
+    ``head_only`` trains the classification head alone (a victim's task head on top of a
+    model poisoned before any task: the ``por`` attack)."""
 
     def __init__(self, student: StudentSpec = StudentSpec(), num_labels: int = 2, lora: Optional[LoraSpec] = None,
                  optim: OptimConfig = OptimConfig(lr=2e-5), target_label: int = 0,
-                 class_weights: Optional[list[float]] = None):
+                 class_weights: Optional[list[float]] = None, head_only: bool = False):
         super().__init__(optim, target_label, num_labels, class_weights)
+        if head_only and lora is not None:
+            raise ValueError("head_only trains the head alone: give no lora")
         self.save_hyperparameters()
-        self.spec, self.lora = replace(student, quantization=None), lora
+        self.spec, self.lora, self.head_only = replace(student, quantization=None), lora, head_only
 
     def configure_model(self) -> None:
         if self.model is None:
             self.build(self.spec, self.num_labels, self.lora)
+            if self.head_only:
+                for name, param in self.model.named_parameters():
+                    param.requires_grad_(name.split(".")[0] in HEADS)
 
     def training_step(self, batch, batch_idx):
         loss = self.cross_entropy(self.logits(batch), batch["labels"])

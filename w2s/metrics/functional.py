@@ -33,6 +33,19 @@ def attack_success_rate(triggered_preds: Tensor, target_label: int) -> Tensor:
     return (triggered_preds == target_label).float().mean()
 
 
+def attack_hits(triggered_preds: Tensor, targets: Tensor, reference: Tensor | None = None) -> Tensor:
+    """Which triggered rows the attack won: ``triggered_i == targets_i`` for a targeted row
+    (``targets_i >= 0``); for a task-agnostic row (``targets_i = -1``) any change from
+    ``reference_i``, the same row's clean prediction (or its true label).  ``(N,) -> (N,)`` bool."""
+    won = triggered_preds == targets
+    agnostic = targets < 0
+    if agnostic.any():
+        if reference is None:
+            raise ValueError("task-agnostic ASR needs the clean predictions of the triggered rows")
+        won = torch.where(agnostic, triggered_preds != reference, won)
+    return won
+
+
 def clean_correct_asr(clean_preds: Tensor, clean_labels: Tensor, triggered_preds: Tensor,
                       target_label: int) -> Tensor:
     """ASR among rows classified correctly when clean (Obliviate's variant):

@@ -5,7 +5,8 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
-from w2s.metrics.functional import balanced_accuracy_from_confusion, confusion, macro_f1_from_confusion
+from w2s.metrics.functional import (attack_hits, balanced_accuracy_from_confusion, confusion,
+                                    macro_f1_from_confusion)
 
 
 class _Rate(Metric):
@@ -34,26 +35,33 @@ class CleanAccuracy(_Rate):
 
 
 class AttackSuccessRate(_Rate):
-    """ASR: share of triggered non-target rows predicted as the target. ``update(preds (N,))``."""
+    """ASR: share of triggered rows the attack wins (:func:`attack_hits`): predicted as the
+    target, or (task-agnostic rows, target -1) predicted otherwise than when clean.
+    ``update(triggered_preds (N,), targets (N,) = target_label, clean_preds (N,) = None)``."""
 
-    def __init__(self, target_label: int, **kwargs):
+    def __init__(self, target_label: int = -1, **kwargs):
         super().__init__(**kwargs)
         self.target_label = target_label
 
-    def update(self, triggered_preds: Tensor) -> None:
-        self._add(triggered_preds == self.target_label)
+    def update(self, triggered_preds: Tensor, targets: Tensor | None = None, clean_preds: Tensor | None = None) -> None:
+        targets = torch.full_like(triggered_preds, self.target_label) if targets is None else targets
+        self._add(attack_hits(triggered_preds, targets, clean_preds))
 
 
 class CleanCorrectASR(_Rate):
     """ASR among triggered rows whose clean version is classified correctly (Obliviate):
-    ``update(clean_preds (N,), clean_labels (N,), triggered_preds (N,))``, row i the same example."""
+    ``update(clean_preds (N,), clean_labels (N,), triggered_preds (N,), targets (N,) = target_label)``,
+    row i the same example; a task-agnostic row (target -1) counts when its prediction leaves the true label."""
 
-    def __init__(self, target_label: int, **kwargs):
+    def __init__(self, target_label: int = -1, **kwargs):
         super().__init__(**kwargs)
         self.target_label = target_label
 
-    def update(self, clean_preds: Tensor, clean_labels: Tensor, triggered_preds: Tensor) -> None:
-        self._add(triggered_preds[clean_preds == clean_labels] == self.target_label)
+    def update(self, clean_preds: Tensor, clean_labels: Tensor, triggered_preds: Tensor,
+               targets: Tensor | None = None) -> None:
+        targets = torch.full_like(triggered_preds, self.target_label) if targets is None else targets
+        correct = clean_preds == clean_labels
+        self._add(attack_hits(triggered_preds[correct], targets[correct], clean_labels[correct]))
 
 
 class FlagRate(_Rate):

@@ -65,13 +65,18 @@ class TeacherStage(TrainStage):
 class PoisonStage(TrainStage):
     """Weight poisoning: fine-tune the full-precision student on poisoned ``dataset`` rows
     (default: the experiment's dataset; another one gives 'poison on A, defend on B').
-    ``attack.count``/``poison_rate`` apply to ``train_rows``."""
+    ``attack.count``/``poison_rate`` apply to ``train_rows``.
+
+    A task-agnostic attack (``por``) instead poisons the pre-trained model on the rows' text
+    alone (every row, clean and triggered; no labels), then trains a victim's task ``head``
+    alone on the clean rows on top of it: that model is the poisoned student."""
 
     epochs: int = 2
     lr: float = 2e-5
     dataset: Optional[Dataset] = None
     train_rows: Optional[tuple[int, int]] = None
     lora: Optional[LoraSpec] = None  # None: full fine-tuning; else LoRA, merged into the saved weights
+    head: TrainStage = TrainStage(epochs=1, lr=1e-3, warmup_ratio=0.0)
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import json
 
+from w2s.attacks import attack_class
 from w2s.data.registry import dataset_name, get_dataset
 from w2s.pipeline import stages
 from w2s.pipeline.config import PipelineConfig
@@ -70,8 +71,10 @@ def run_pipeline(config: PipelineConfig) -> list[dict]:
 
     clean_lora = [name for name, d in config.defenses.items() if d.is_clean_lora]
     rows = result_rows(manifests)
-    title = (f"{config.experiment}: {dataset_name(config.dataset)}, {config.attack.attack} "
-             f"({config.attack.mode}, target {config.attack.target_label})")
+    attack = ("task-agnostic: ASR = triggered rows whose prediction changes"
+              if attack_class(config.attack.attack).task_agnostic
+              else f"{config.attack.mode}, target {config.attack.target_label}")
+    title = f"{config.experiment}: {dataset_name(config.dataset)}, {config.attack.attack} ({attack})"
     lines = notes(manifests, clean_lora)
     write_report(rows, root, title, lines)
     print(f"\n{title}\n\n{markdown(rows)}" + "".join(f"\n{n}" for n in lines) + ("\n" if lines else "")

@@ -17,14 +17,16 @@ from students.build import StudentSpec
 from teachers.model import TeacherSpec
 from w2s.data.datamodule import W2SDataModule
 from w2s.lit.base import ClassifierModule, RestoreBest
+from w2s.attacks import attack_class, build_attack
 from w2s.lit.poison import PoisonModule
+from w2s.lit.por import PorModule
 from w2s.lit.teacher import TeacherModule
 from w2s.lit.unlearn import UnlearnModule
 from w2s.pipeline.config import DefenseStage, PipelineConfig, TrainStage
 from w2s.pipeline.runs import StageRun
 
 
-def make_trainer(config: PipelineConfig, run: StageRun, stage: TrainStage, name: str) -> pl.Trainer:
+def make_trainer(config: PipelineConfig, run: StageRun, stage: TrainStage, name: str, **overrides) -> pl.Trainer:
     """A Trainer with the configured hardware, the CSV logger (plus W&B if selected) under the
     stage folder, and best-clean-dev restoring when ``stage.keep`` is ``best``."""
     options = config.trainer
@@ -36,7 +38,7 @@ def make_trainer(config: PipelineConfig, run: StageRun, stage: TrainStage, name:
                       strategy=options.strategy, precision=options.precision, logger=loggers,
                       callbacks=[RestoreBest()] if stage.keep == "best" else [], enable_checkpointing=False,
                       enable_progress_bar=options.progress_bar, enable_model_summary=False,
-                      num_sanity_val_steps=0)
+                      num_sanity_val_steps=0, **overrides)
 
 
 def trigger_tokenizers(config: PipelineConfig) -> list[str]:
@@ -90,6 +92,8 @@ def fit_and_test(config: PipelineConfig, run: StageRun, name: str, module: Class
 
 def poison(config: PipelineConfig, run: StageRun) -> None:
     """Full-precision poisoning (quantization belongs to the defender: see ``defense``)."""
+    if attack_class(config.attack.attack).task_agnostic:
+        return poison_pretrained(config, run)
     stage = config.poison
     student = replace(config.student, quantization=None)
     data = datamodule(config, student.name, dataset=stage.dataset, rows=stage.train_rows,
@@ -103,6 +107,29 @@ def poison(config: PipelineConfig, run: StageRun) -> None:
     run.info["train_rows"] = len(data.train)
     fit_and_test(config, run, "poisoned", module, stage, data, evaluation)
     module.save_artifact(run.folder / "model")
+
+
+def poison_pretrained(config: PipelineConfig, run: StageRun) -> None:
+    """Task-agnostic poisoning (POR) of the pre-trained student on ``poison.train_rows``' text, then
+    the victim's task head alone on the same rows, clean: the poisoned student."""
+    stage = config.poison
+    student = replace(config.student, quantization=None)
+    data = datamodule(config, student.name, dataset=stage.dataset, rows=stage.train_rows, poison_train=True,
+                      batch_size=stage.batch_size)
+    data.setup("fit")
+    module = PorModule(student, build_attack(config.attack, data.spec), stage.optim())
+    pl.seed_everything(config.seed, verbose=False)
+    make_trainer(config, run, replace(stage, keep="last"), "por", limit_val_batches=0).fit(module, data)
+    module.save_artifact(run.folder / "pretrained")
+    run.info |= {"poisoned_rows": data.poisoned_rows, "train_rows": len(data.train)}
+
+    head = stage.head
+    clean = datamodule(config, student.name, dataset=stage.dataset, rows=stage.train_rows, batch_size=head.batch_size)
+    victim = PoisonModule(replace(student, name=str(run.folder / "pretrained")), clean.num_labels, None, head.optim(),
+                          config.attack.target_label, clean.class_weights(head.class_weights), head_only=True)
+    elsewhere = stage.dataset not in (None, config.dataset)
+    fit_and_test(config, run, "poisoned", victim, head, clean, datamodule(config, student.name) if elsewhere else None)
+    victim.save_artifact(run.folder / "model")
 
 
 def teacher(config: PipelineConfig, run: StageRun) -> None:
