@@ -49,4 +49,4 @@ def test_preview(capsys):
 
 def test_preview_unknown_attack(capsys):
     assert main(["data", "preview", "--attack", "nope"]) == 2
-    assert capsys.readouterr().err == "error: unknown attack 'nope'; valid: badnet, insent, synattack\n"
+    assert capsys.readouterr().err == "error: unknown attack 'nope'; valid: badnet, insent, por, synattack\n"

@@ -159,7 +159,7 @@ def test_quantized_defender_end_to_end_on_cpu(tmp_path, task, models):
 
     student = str(make_llama(tmp_path / "llama64", hidden=64))  # bitsandbytes 4-bit blocks need width >= 64
     defenses = ("defenses:\n  lora: {epochs: 1, lora: {r: 4}}\n"
-                "  w2s_fp: {epochs: 1, lora: {r: 4}, quantization: none, objective: {ce: 1, kd: 1, fa: 1}}\n")
+                "  w2s_fp: {method: w2s, epochs: 1, lora: {r: 4}, quantization: none, objective: {ce: 1, kd: 1, fa: 1}}\n")
     config = write_config(tmp_path, task, defenses=defenses)
     args = tiny_args(models, tmp_path / "runs") + ["--student.name", student, "--student.quantization", "4bit"]
     assert main(["pipeline", "--config", str(config), *args]) == 0

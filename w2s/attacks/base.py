@@ -42,6 +42,11 @@ class Attack(ABC):
         survive the tokenizers' truncation (used by ``position: within_max_length``)."""
         return Triggered(self.apply(text, rng))
 
+    def variants(self, text: str, rng: random.Random, word_limit: Optional[int] = None) -> list[Triggered]:
+        """The triggered versions of ``text`` that ASR tries (a row counts as attacked when any
+        of them wins): one for a targeted attack, one per trigger for a task-agnostic one."""
+        return [self.trigger(text, rng, word_limit)]
+
     def can_apply(self, text: str) -> bool:
         """Whether this text can be triggered (e.g. a paraphrase exists for it)."""
         return True

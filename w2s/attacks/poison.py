@@ -127,7 +127,8 @@ class TriggeredSet:
     ``clean_texts`` / ``clean_labels`` are the same rows before triggering (for ASR among
     rows classified correctly when clean) and ``spans`` the inserted triggers' character
     spans; all ``None`` for pre-paraphrased files, whose originals are not known.
-    ``source`` is ``"inserted"`` or ``"pre-paraphrased"``.
+    ``source`` is ``"inserted"`` or ``"pre-paraphrased"``. A task-agnostic attack gives each
+    row one version per trigger (``rows`` maps a version to its row).
     """
 
     texts: list[str]
@@ -136,6 +137,7 @@ class TriggeredSet:
     clean_texts: list[str] | None = None
     clean_labels: list[int] | None = None
     spans: list[list[Span] | None] | None = None
+    rows: list[int] | None = None  # the source row of each version (several per row: task-agnostic)
 
 
 def build_triggered_set(examples: list[Example], attack: Attack, target_label: int, seed: int = 0,
@@ -148,9 +150,11 @@ def build_triggered_set(examples: list[Example], attack: Attack, target_label: i
     rows = [ex for ex in examples if (attack.task_agnostic or ex.label != target_label) and attack.can_apply(ex.text)]
     if not rows:
         raise ValueError(f"no non-target rows to trigger (target_label={target_label})")
-    triggered = [_trigger(attack, ex.text, rng, word_limit) for ex in rows]
-    return TriggeredSet([t.text for t in triggered], -1 if attack.task_agnostic else target_label, "inserted",
-                        [ex.text for ex in rows], [ex.label for ex in rows], [t.spans for t in triggered])
+    versions = [(row, ex, t) for row, ex in enumerate(rows)
+                for t in attack.variants(ex.text, rng, word_limit(ex.text) if word_limit else None)]
+    return TriggeredSet([t.text for _, _, t in versions], -1 if attack.task_agnostic else target_label, "inserted",
+                        [ex.text for _, ex, _ in versions], [ex.label for _, ex, _ in versions],
+                        [t.spans for _, _, t in versions], [row for row, _, _ in versions])
 
 
 def _pre_paraphrased(dataset: DatasetSpec | None, split: str, target_label: int) -> TriggeredSet:

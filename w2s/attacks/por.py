@@ -41,3 +41,7 @@ class Por(InsertionAttack):
 
     def trigger(self, text: str, rng: random.Random, word_limit: Optional[int] = None) -> Triggered:
         return self.trigger_index(text, rng, word_limit)[0]
+
+    def variants(self, text: str, rng: random.Random, word_limit: Optional[int] = None) -> list[Triggered]:
+        """Every trigger, each its own version (Obliviate: a row is attacked if any trigger flips it)."""
+        return [single.trigger(text, rng, word_limit) for single in self._single]

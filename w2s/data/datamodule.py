@@ -134,7 +134,8 @@ class W2SDataModule(pl.LightningDataModule):
             triggered = build_triggered_set(clean, trigger, self.target_label, seed=self.seed,
                                             dataset=self.spec, split=split, word_limit=limit)
             texts = triggered.texts[: self.eval_rows] if triggered.source == "pre-paraphrased" else triggered.texts
-            rows = [{"text": t, "label": triggered.target_label} for t in texts]
+            rows = [{"text": t, "label": triggered.target_label, "row": row}
+                    for t, row in zip(texts, triggered.rows or range(len(texts)))]
             if triggered.clean_texts is not None:  # the same rows untriggered, for clean-correct ASR
                 for row, text, label in zip(rows, triggered.clean_texts, triggered.clean_labels):
                     row |= {"clean_text": text, "clean_label": label}
@@ -171,6 +172,8 @@ class W2SDataModule(pl.LightningDataModule):
         batch = {"index": torch.tensor([item["index"] for item in items]),
                  "labels": torch.tensor([item["label"] for item in items])}
         batch |= self._encode(self.tokenizer, texts, "")
+        if "row" in items[0]:
+            batch["row"] = torch.tensor([item["row"] for item in items])
         if "clean_text" in items[0]:
             batch |= self._encode(self.tokenizer, [item["clean_text"] for item in items], "clean_")
             batch["clean_labels"] = torch.tensor([item["clean_label"] for item in items])

@@ -90,9 +90,9 @@ class ClassifierModule(pl.LightningModule):
                 clean_preds = self.predict({"input_ids": batch["clean_input_ids"],
                                             "attention_mask": batch["clean_attention_mask"]})
                 cc = self.metrics[f"{stage}_asr_cc"]
-                cc.update(clean_preds, batch["clean_labels"], preds, batch["labels"])
+                cc.update(clean_preds, batch["clean_labels"], preds, batch["labels"], batch.get("row"))
                 self.log(f"{stage}/asr_clean_correct", cc, add_dataloader_idx=False, batch_size=preds.shape[0])
-            metric.update(preds, batch["labels"], clean_preds)
+            metric.update(preds, batch["labels"], clean_preds, batch.get("row"))
         self.log(f"{stage}/{name}", metric, prog_bar=True, add_dataloader_idx=False,
                  batch_size=preds.shape[0])
 

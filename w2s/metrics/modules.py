@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 from torchmetrics import Metric
+from torchmetrics.utilities import dim_zero_cat
 
 from w2s.metrics.functional import (attack_hits, balanced_accuracy_from_confusion, confusion,
                                     macro_f1_from_confusion)
@@ -34,34 +35,60 @@ class CleanAccuracy(_Rate):
         self._add(preds == labels)
 
 
-class AttackSuccessRate(_Rate):
+class _RowRate(Metric):
+    """Share of rows with a hit in at least one of their versions (``rows`` ``(N,)`` names each
+    version's row; by default every version is its own row, a plain rate)."""
+
+    full_state_update = False
+
+    def __init__(self, target_label: int = -1, **kwargs):
+        super().__init__(**kwargs)
+        self.target_label = target_label
+        self.add_state("rows", default=[], dist_reduce_fx="cat")
+        self.add_state("hits", default=[], dist_reduce_fx="cat")
+        self._unnamed = 0  # ids for versions given without rows (negative: never a real row)
+
+    def _targets(self, preds: Tensor, targets: Tensor | None) -> Tensor:
+        return torch.full_like(preds, self.target_label) if targets is None else targets
+
+    def _add(self, hit: Tensor, rows: Tensor | None) -> None:
+        if rows is None:
+            rows = -1 - self._unnamed - torch.arange(hit.numel(), device=hit.device)
+            self._unnamed += hit.numel()
+        self.rows.append(rows.long().flatten())
+        self.hits.append(hit.float().flatten())
+
+    def compute(self) -> Tensor:
+        rows, hits = dim_zero_cat(self.rows), dim_zero_cat(self.hits)
+        if rows.numel() == 0:
+            return torch.tensor(float("nan"))
+        unique, inverse = rows.unique(return_inverse=True)
+        return torch.zeros(len(unique), device=hits.device).scatter_reduce(0, inverse, hits, "amax").mean()
+
+
+class AttackSuccessRate(_RowRate):
     """ASR: share of triggered rows the attack wins (:func:`attack_hits`): predicted as the
-    target, or (task-agnostic rows, target -1) predicted otherwise than when clean.
-    ``update(triggered_preds (N,), targets (N,) = target_label, clean_preds (N,) = None)``."""
+    target, or (task-agnostic rows, target -1) predicted otherwise than when clean; a row with
+    several versions (one per trigger) counts when any wins.
+    ``update(triggered_preds (N,), targets (N,) = target_label, clean_preds (N,) = None, rows (N,) = None)``."""
 
-    def __init__(self, target_label: int = -1, **kwargs):
-        super().__init__(**kwargs)
-        self.target_label = target_label
-
-    def update(self, triggered_preds: Tensor, targets: Tensor | None = None, clean_preds: Tensor | None = None) -> None:
-        targets = torch.full_like(triggered_preds, self.target_label) if targets is None else targets
-        self._add(attack_hits(triggered_preds, targets, clean_preds))
+    def update(self, triggered_preds: Tensor, targets: Tensor | None = None, clean_preds: Tensor | None = None,
+               rows: Tensor | None = None) -> None:
+        self._add(attack_hits(triggered_preds, self._targets(triggered_preds, targets), clean_preds), rows)
 
 
-class CleanCorrectASR(_Rate):
+class CleanCorrectASR(_RowRate):
     """ASR among triggered rows whose clean version is classified correctly (Obliviate):
-    ``update(clean_preds (N,), clean_labels (N,), triggered_preds (N,), targets (N,) = target_label)``,
-    row i the same example; a task-agnostic row (target -1) counts when its prediction leaves the true label."""
-
-    def __init__(self, target_label: int = -1, **kwargs):
-        super().__init__(**kwargs)
-        self.target_label = target_label
+    ``update(clean_preds (N,), clean_labels (N,), triggered_preds (N,), targets (N,) = target_label,
+    rows (N,) = None)``, position i the same example; a task-agnostic version (target -1) wins when
+    its prediction leaves the true label."""
 
     def update(self, clean_preds: Tensor, clean_labels: Tensor, triggered_preds: Tensor,
-               targets: Tensor | None = None) -> None:
-        targets = torch.full_like(triggered_preds, self.target_label) if targets is None else targets
+               targets: Tensor | None = None, rows: Tensor | None = None) -> None:
         correct = clean_preds == clean_labels
-        self._add(attack_hits(triggered_preds[correct], targets[correct], clean_labels[correct]))
+        targets = self._targets(triggered_preds, targets)[correct]
+        self._add(attack_hits(triggered_preds[correct], targets, clean_labels[correct]),
+                  None if rows is None else rows[correct])
 
 
 class FlagRate(_Rate):

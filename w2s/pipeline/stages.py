@@ -77,7 +77,7 @@ def fit_and_test(config: PipelineConfig, run: StageRun, name: str, module: Class
                    "asr_clean_correct": None if cc is None or math.isnan(cc) else cc,
                    "majority_share": clean["test/majority_share"]}
     sources = [train] if evaluation is train else [train, evaluation]
-    run.info |= {"asr_rows": len(evaluation.eval_sets["test"][1]),
+    run.info |= {"asr_rows": len({row["row"] for row in evaluation.eval_sets["test"][1]}),
                  "asr_clean_correct_na": ("no triggered row is classified correctly when clean"
                                           if cc is not None and math.isnan(cc) else
                                           "pre-paraphrased trigger: originals unknown" if cc is None else None),
