@@ -176,7 +176,8 @@ def main(args: Optional[list[str]] = None) -> int:
             stage_cli(args[0], args[1:])
             return 0
         parser = build_parser()
-        parsed = parser.parse_args(args)
+        resolved = args[:1] == ["pipeline"] and "--print_config" in args  # after resolving the defenses
+        parsed = parser.parse_args([a for a in args if a != "--print_config"] if resolved else args)
         if parsed.command == "data":
             sub = parsed.data
             if sub.action == "check":
@@ -189,7 +190,15 @@ def main(args: Optional[list[str]] = None) -> int:
 
             # newer jsonargparse releases name it instantiate, older ones instantiate_classes
             instantiate = getattr(parser, "instantiate", None) or parser.instantiate_classes
-            run_pipeline(PipelineConfig(**_arguments(instantiate(parsed).pipeline)))
+            config = PipelineConfig(**_arguments(instantiate(parsed).pipeline))
+            if resolved:
+                import yaml
+
+                from w2s.pipeline.runs import to_jsonable
+
+                print(yaml.safe_dump(to_jsonable(config), sort_keys=False), end="")
+            else:
+                run_pipeline(config)
         elif parsed.command == "evaluate":
             evaluate(**_arguments(parsed.evaluate))
     except SystemExit as done:  # argument errors (code 2) and --help (0) from the parsers
