@@ -50,6 +50,12 @@ def test_registry_names_and_unknown_names():
         PipelineConfig(defenses={"nope": {}})
 
 
+def test_defenses_command_lists_each_with_its_paper(capsys):
+    assert main(["defenses"]) == 0
+    listed = capsys.readouterr().out
+    assert all(f"{name}: " in listed for name in DEFENSES) and "arXiv 2409.14119" in listed and "rho=0.5" in listed
+
+
 def test_entries_change_their_methods_defaults():
     obliviate = resolve_defense("obliviate", {"epochs": 1})
     assert (obliviate.lora.r, obliviate.lr, obliviate.objective.amp, obliviate.objective.attn) == (16, 3e-4, 3e-3, 3e-2)
@@ -71,7 +77,8 @@ def test_a_run_is_deterministic_so_weight_differences_mean_something(compared):
 def test_each_objective_defense_trains_otherwise_than_clean_lora(compared, name):
     assert not same(adapter(compared, "lora"), adapter(compared, name))
     recorded = load_manifest(compared / "defenses" / name)["config"]["defense"]["objective"]
-    assert {t for t in ("kd", "fa", "amp", "attn") if recorded[t] > 0} == set(resolve_defense(name, {}).objective.terms) - {"ce"}
+    expected = set(resolve_defense(name, {}).objective.terms) - {"ce"}
+    assert {t for t in ("kd", "fa", "amp", "attn") if recorded[t] > 0} == expected
 
 
 def test_obliviate_amplifies_the_adapters(compared):

@@ -139,6 +139,17 @@ def evaluate(student: str, adapter: Optional[str] = None, dataset: str = "sst2",
     return result
 
 
+def list_defenses() -> None:
+    """Print every registered defense: what it is, where it comes from, and its defaults."""
+    from w2s.defenses import DEFENSES
+
+    from dataclasses import fields
+
+    for name, defense in sorted(DEFENSES.items()):
+        options = defense.Options()
+        print(f"{name}: {defense.summary}\n  defaults: {defense.defaults}" + (f"; {options}" if fields(options) else ""))
+
+
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="w2s", description="Backdoor unlearning by weak-to-strong distillation.")
     commands = parser.add_subcommands(dest="command")
@@ -162,6 +173,7 @@ def build_parser() -> ArgumentParser:
     evaluation.add_argument("--config", action=ActionConfigFile)
     evaluation.add_function_arguments(evaluate)
     commands.add_subcommand("evaluate", evaluation)
+    commands.add_subcommand("defenses", ArgumentParser(description=list_defenses.__doc__))
     for stage in STAGES:
         commands.add_subcommand(stage, ArgumentParser(
             description=f"Lightning CLI for the {stage} stage: w2s {stage} {{fit,validate,test}} --help"))
@@ -199,6 +211,8 @@ def main(args: Optional[list[str]] = None) -> int:
                 print(yaml.safe_dump(to_jsonable(config), sort_keys=False), end="")
             else:
                 run_pipeline(config)
+        elif parsed.command == "defenses":
+            list_defenses()
         elif parsed.command == "evaluate":
             evaluate(**_arguments(parsed.evaluate))
     except SystemExit as done:  # argument errors (code 2) and --help (0) from the parsers
