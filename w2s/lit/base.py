@@ -33,7 +33,8 @@ class OptimConfig:
 
 class ClassifierModule(pl.LightningModule):
     """Subclasses build their model in ``configure_model`` and implement ``logits(batch)``
-    and ``training_step``. Logged keys: ``train/*``, ``{val,test}/ca``, ``{val,test}/asr``,
+    and ``training_step``. Logged keys: ``train/*``, ``{val,test}/ca``, ``{val,test}/asr`` (the triggered rows
+    predicted as the target; task-agnostic rows: changed by some trigger),
     ``{val,test}/asr_clean_correct`` (ASR among rows right when clean; inserted triggers only),
     ``{val,test}/balanced_accuracy`` and ``{val,test}/macro_f1`` (class-balanced CA), and
     ``{val,test}/majority_share`` (the most frequent predicted class's share: collapse check).

@@ -129,6 +129,7 @@ def poison_pretrained(config: PipelineConfig, run: StageRun) -> None:
                           config.attack.target_label, clean.class_weights(head.class_weights), head_only=True)
     elsewhere = stage.dataset not in (None, config.dataset)
     fit_and_test(config, run, "poisoned", victim, head, clean, datamodule(config, student.name) if elsewhere else None)
+    run.info["warnings"] += [w for w in data.trigger_warnings() if w.startswith("train")]  # the POR rows
     victim.save_artifact(run.folder / "model")
 
 
