@@ -21,7 +21,7 @@ def corpus(n=200, num_labels=2, seed=0):
 
 def test_registry_lists_attacks_and_rejects_unknown():
     assert set(ATTACKS) == {"badnet", "insent", "por", "synattack"}
-    with pytest.raises(ValueError, match="unknown attack 'nope'; valid: badnet, insent, synattack"):
+    with pytest.raises(ValueError, match="unknown attack 'nope'; valid: badnet, insent, por, synattack"):
         PoisonConfig(attack="nope")
 
 
