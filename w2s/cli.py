@@ -141,9 +141,9 @@ def evaluate(student: str, adapter: Optional[str] = None, dataset: str = "sst2",
 
 def list_defenses() -> None:
     """Print every registered defense: what it is, where it comes from, and its defaults."""
-    from w2s.defenses import DEFENSES
-
     from dataclasses import fields
+
+    from w2s.defenses import DEFENSES
 
     for name, defense in sorted(DEFENSES.items()):
         options = defense.Options()

@@ -28,7 +28,6 @@ class Defense:
     summary: str = ""  # one line: what it does and where it comes from
     defaults: dict[str, Any] = {}
     Options: type = NoOptions
-    needs_clean_weights: bool = False  # reads the student's clean pre-trained weights
 
     def options(self, values: dict[str, Any]):
         """The typed options from an entry's ``options:`` mapping (unknown keys fail)."""

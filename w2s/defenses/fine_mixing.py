@@ -50,7 +50,6 @@ class FineMixing(Defense):
                "LoRA (Zhang et al., EMNLP 2022; PEFTGuard's best mitigation)")
     defaults = {"objective": {"ce": 1.0, "kd": 0.0, "fa": 0.0}, "lora": {"r": 8}}
     Options = MixingOptions
-    needs_clean_weights = True
 
     def run(self, config, run, name, stage, poisoned, teacher):
         from w2s.pipeline import stages
@@ -72,7 +71,8 @@ def mix_folder(poisoned: Path, clean_spec, folder: Path, options: MixingOptions)
     model = AutoModelForSequenceClassification.from_pretrained(poisoned, **kwargs)
     clean, info = AutoModelForSequenceClassification.from_pretrained(
         resolve_model(clean_spec.name), num_labels=model.config.num_labels, output_loading_info=True, **kwargs)
-    state = {k: v for k, v in clean.state_dict().items() if k not in set(info["missing_keys"])}  # no head there
+    missing = set(info["missing_keys"])  # the head: not in the pre-trained checkpoint
+    state = {k: v for k, v in clean.state_dict().items() if k not in missing}
     mixed, count = mix_weights(model.state_dict(), state, options.rho, torch.Generator().manual_seed(options.seed))
     model.load_state_dict(mixed)
     model.save_pretrained(folder, safe_serialization=True)

@@ -72,8 +72,9 @@ class ClassifierModule(pl.LightningModule):
         """``(B,)`` predicted classes (a filter may add one more: rejected)."""
         return self.logits(batch).argmax(dim=-1)
 
-    def _evaluate(self, stage: str, batch: dict[str, Tensor], dataloader_idx: int) -> None:
-        preds = self.predict(batch)
+    def _evaluate(self, stage: str, batch: dict[str, Tensor], dataloader_idx: int,
+                  preds: Optional[Tensor] = None) -> None:
+        preds = self.predict(batch) if preds is None else preds
         if dataloader_idx == CLEAN:
             metric, name = self.metrics[f"{stage}_ca"], "ca"
             metric.update(preds, batch["labels"])

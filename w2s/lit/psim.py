@@ -103,15 +103,19 @@ class PsimModule(StudentModule):
     def logits(self, batch):
         return self.task_model(**model_inputs(batch["input_ids"], batch["attention_mask"], self.decoder)).logits
 
-    def predict(self, batch: dict[str, Tensor]) -> Tensor:
+    def _filtered(self, batch: dict[str, Tensor], flags: Tensor) -> Tensor:
         preds = self.logits(batch).argmax(dim=-1)
-        return torch.where(self.flags(batch), torch.full_like(preds, self.num_labels), preds)
+        return torch.where(flags, torch.full_like(preds, self.num_labels), preds)
 
-    def _evaluate(self, stage: str, batch: dict[str, Tensor], dataloader_idx: int) -> None:
-        super()._evaluate(stage, batch, dataloader_idx)
+    def predict(self, batch: dict[str, Tensor]) -> Tensor:
+        return self._filtered(batch, self.flags(batch))
+
+    def _evaluate(self, stage: str, batch: dict[str, Tensor], dataloader_idx: int, preds=None) -> None:
+        flags = self.flags(batch)  # once: the predictions and the flag rates share it
+        super()._evaluate(stage, batch, dataloader_idx, self._filtered(batch, flags))
         name = "false_alarm" if dataloader_idx == CLEAN else "detection"
         metric = self.metrics[f"{stage}_{name}"]
-        metric.update(self.flags(batch))
+        metric.update(flags)
         self.log(f"{stage}/{name}_rate", metric, add_dataloader_idx=False, batch_size=batch["input_ids"].shape[0])
 
     def save_artifact(self, folder) -> None:

@@ -100,13 +100,16 @@ def poison(config: PipelineConfig, run: StageRun) -> None:
                       poison_train=True, batch_size=stage.batch_size)
     module = PoisonModule(student, data.num_labels, stage.lora, stage.optim(), config.attack.target_label,
                           data.class_weights(stage.class_weights))
-    elsewhere = stage.dataset not in (None, config.dataset)  # poison on A, evaluate on the experiment's B
-    evaluation = datamodule(config, student.name) if elsewhere else None
     data.setup("fit")
     run.info["poisoned_rows"] = data.poisoned_rows
     run.info["train_rows"] = len(data.train)
-    fit_and_test(config, run, "poisoned", module, stage, data, evaluation)
+    fit_and_test(config, run, "poisoned", module, stage, data, _poisoned_evaluation(config, student.name))
     module.save_artifact(run.folder / "model")
+
+
+def _poisoned_evaluation(config: PipelineConfig, tokenizer: str) -> W2SDataModule | None:
+    """Poisoned on another dataset A: evaluate on the experiment's B (``None``: the same data)."""
+    return datamodule(config, tokenizer) if config.poison.dataset not in (None, config.dataset) else None
 
 
 def poison_pretrained(config: PipelineConfig, run: StageRun) -> None:
@@ -127,8 +130,7 @@ def poison_pretrained(config: PipelineConfig, run: StageRun) -> None:
     clean = datamodule(config, student.name, dataset=stage.dataset, rows=stage.train_rows, batch_size=head.batch_size)
     victim = PoisonModule(replace(student, name=str(run.folder / "pretrained")), clean.num_labels, None, head.optim(),
                           config.attack.target_label, clean.class_weights(head.class_weights), head_only=True)
-    elsewhere = stage.dataset not in (None, config.dataset)
-    fit_and_test(config, run, "poisoned", victim, head, clean, datamodule(config, student.name) if elsewhere else None)
+    fit_and_test(config, run, "poisoned", victim, head, clean, _poisoned_evaluation(config, student.name))
     run.info["warnings"] += [w for w in data.trigger_warnings() if w.startswith("train")]  # the POR rows
     victim.save_artifact(run.folder / "model")
 
