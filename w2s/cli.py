@@ -118,6 +118,55 @@ def pipeline_parser() -> ArgumentParser:
     return parser
 
 
+DEFENSE_KEY = "--defenses."
+
+
+def defense_overrides(args: list[str]) -> tuple[list[str], dict[str, Any]]:
+    """Split off flat dotted defense settings, ``--defenses.w2s.objective.fa=0.5`` (or with the
+    value as the next argument), the form W&B sweep agents pass (``${args}``); values are
+    YAML. Returns the other arguments and ``{dotted key: value}``."""
+    import yaml
+
+    rest, overrides, i = [], {}, 0
+    while i < len(args):
+        arg = args[i]
+        if arg.startswith(DEFENSE_KEY) and len(arg) > len(DEFENSE_KEY):
+            key, eq, value = arg[len(DEFENSE_KEY):].partition("=")
+            if not eq:
+                if i + 1 == len(args):
+                    raise ValueError(f"{arg}: expected a value")
+                i, value = i + 1, args[i + 1]
+            try:
+                overrides[key] = yaml.safe_load(value)
+            except yaml.YAMLError:
+                raise ValueError(f"{DEFENSE_KEY}{key}: not a YAML value: {value!r}") from None
+        else:
+            rest.append(arg)
+        i += 1
+    return rest, overrides
+
+
+def pipeline_config(parser: ArgumentParser, parsed, overrides: dict[str, Any]):
+    """The :class:`PipelineConfig` of a parsed ``w2s pipeline`` command line, with the dotted defense
+    settings (:func:`defense_overrides`) applied on top of its ``defenses``."""
+    from w2s.pipeline import PipelineConfig
+
+    defenses = parsed.pipeline.defenses
+    for key, value in overrides.items():
+        name, *path = key.split(".")
+        if not path:
+            defenses[name] = value
+            continue
+        entry = defenses[name] = dict(defenses.get(name) or {})
+        for part in path[:-1]:
+            entry[part] = dict(entry[part]) if isinstance(entry.get(part), dict) else {}
+            entry = entry[part]
+        entry[path[-1]] = value
+    # newer jsonargparse releases name it instantiate, older ones instantiate_classes
+    instantiate = getattr(parser, "instantiate", None) or parser.instantiate_classes
+    return PipelineConfig(**_arguments(instantiate(parsed).pipeline))
+
+
 def evaluate(student: str, adapter: Optional[str] = None, dataset: str = "sst2", attack: str = "badnet",
              target_label: int = 0, eval_rows: Optional[int] = None, max_length: int = 128, batch_size: int = 64,
              quantization: Optional[str] = None, seed: int = 0) -> dict[str, float]:
@@ -169,6 +218,16 @@ def build_parser() -> ArgumentParser:
     data_commands.add_subcommand("preview", preview)
 
     commands.add_subcommand("pipeline", pipeline_parser())
+    sweep = ArgumentParser(description="Run a W&B sweep file (experiments/sweeps/) without a W&B server: Optuna "
+                           "searches its parameters, every trial a `w2s pipeline` run; rerun to resume.")
+    sweep.add_argument("file", type=str, help="a W&B sweep YAML")
+    sweep.add_argument("--trials", type=Optional[int], default=None,
+                       help="finished trials wanted in all (default: run_cap, or the whole grid)")
+    sweep.add_argument("--parallel", type=int, default=1, help="trials at a time, one process each")
+    sweep.add_argument("--storage", type=Optional[str], default=None,
+                       help="Optuna storage URL shared by several machines (default: SQLite in the sweep folder)")
+    sweep.add_argument("--seed", type=int, default=0, help="the sampler's seed")
+    commands.add_subcommand("sweep", sweep)
     evaluation = ArgumentParser(description=evaluate.__doc__)
     evaluation.add_argument("--config", action=ActionConfigFile)
     evaluation.add_function_arguments(evaluate)
@@ -189,6 +248,7 @@ def main(args: Optional[list[str]] = None) -> int:
             return 0
         parser = build_parser()
         resolved = args[:1] == ["pipeline"] and "--print_config" in args  # after resolving the defenses
+        args, overrides = defense_overrides(args) if args[:1] == ["pipeline"] else (args, {})
         parsed = parser.parse_args([a for a in args if a != "--print_config"] if resolved else args)
         if parsed.command == "data":
             sub = parsed.data
@@ -198,11 +258,9 @@ def main(args: Optional[list[str]] = None) -> int:
             else:
                 data_preview(**_arguments(sub.preview))
         elif parsed.command == "pipeline":
-            from w2s.pipeline import PipelineConfig, run_pipeline
+            from w2s.pipeline import run_pipeline
 
-            # newer jsonargparse releases name it instantiate, older ones instantiate_classes
-            instantiate = getattr(parser, "instantiate", None) or parser.instantiate_classes
-            config = PipelineConfig(**_arguments(instantiate(parsed).pipeline))
+            config = pipeline_config(parser, parsed, overrides)
             if resolved:
                 import yaml
 
@@ -211,6 +269,10 @@ def main(args: Optional[list[str]] = None) -> int:
                 print(yaml.safe_dump(to_jsonable(config), sort_keys=False), end="")
             else:
                 run_pipeline(config)
+        elif parsed.command == "sweep":
+            from w2s.sweeps import run_sweep
+
+            run_sweep(**_arguments(parsed.sweep))
         elif parsed.command == "defenses":
             list_defenses()
         elif parsed.command == "evaluate":

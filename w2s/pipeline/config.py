@@ -16,7 +16,7 @@ from w2s.lit.base import OptimConfig
 from w2s.losses.class_weights import check_class_weights
 from w2s.losses.objective import ObjectiveConfig
 
-LOGGERS = ("csv", "wandb")
+WANDB_MODES = ("auto", "offline", "online", "disabled")
 KEEP = ("best", "last")
 Dataset = Union[str, HubDataset]
 
@@ -127,6 +127,25 @@ class TrainerOptions:
     progress_bar: bool = True
 
 
+@dataclass(frozen=True)
+class WandbOptions:
+    """One W&B run per pipeline invocation (``w2s.pipeline.tracking``); the CSV logs are written
+    whatever this says. ``mode``: ``auto`` (``WANDB_MODE`` if set; else online when W&B
+    credentials exist (``WANDB_API_KEY``, ``wandb login``) or a W&B agent runs this; else
+    offline: no account needed, ``wandb sync`` later), ``offline``, ``online``, or
+    ``disabled`` (no W&B at all)."""
+
+    mode: str = "auto"
+    project: str = "w2s"
+    entity: Optional[str] = None
+    group: Optional[str] = None
+    tags: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        if self.mode not in WANDB_MODES:
+            raise ValueError(f"unknown wandb.mode {self.mode!r}; valid: {', '.join(WANDB_MODES)}")
+
+
 def default_defenses() -> dict[str, DefenseStage]:
     return resolve_defenses({"lora": {}, "w2s": {}})
 
@@ -182,6 +201,10 @@ class PipelineConfig:
     threat model); otherwise they are clean (weight poisoning, then clean PEFT).
     ``defenses`` maps a name to a :class:`DefenseStage` or a mapping of changes to the
     defaults of its method (``w2s.defenses``; e.g. ``{w2s: {}, obliviate: {epochs: 1}}``).
+    Stages live under ``runs_dir/experiment/``. ``report_dir`` writes the report (and the W&B
+    run) there instead and keeps each defense in a folder named by its settings
+    (``defenses/NAME-HASH``), so runs with their own report folders (sweep trials) share every
+    stage they have in common and never overwrite each other's.
     """
 
     experiment: str = "default"
@@ -199,7 +222,8 @@ class PipelineConfig:
     eval_rows: Optional[int] = None
     eval_batch_size: int = 64
     trainer: TrainerOptions = TrainerOptions()
-    logger: str = "csv"
+    wandb: WandbOptions = WandbOptions()
+    report_dir: Optional[str] = None
 
     def __post_init__(self):
         if self.trainer.devices != 1:
@@ -208,8 +232,6 @@ class PipelineConfig:
         if self.student.quantization not in (None, *QUANTIZATIONS):
             raise ValueError(f"unknown student.quantization {self.student.quantization!r}; "
                              f"valid: {', '.join(QUANTIZATIONS)} or null")
-        if self.logger not in LOGGERS:
-            raise ValueError(f"unknown logger {self.logger!r}; valid: {', '.join(LOGGERS)}")
         if not self.defenses:
             raise ValueError("defenses: name at least one defense")
         for name in self.defenses:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 COLUMNS = ("defense", "ca", "balanced_accuracy", "macro_f1", "asr", "asr_clean_correct", "asr_rows", "delta_ca",
@@ -25,6 +26,15 @@ def result_rows(manifests: dict[str, dict]) -> list[dict]:
                      "detection_rate": m.get("detection_rate"), "false_alarm_rate": m.get("false_alarm_rate"),
                      "flags": "collapsed" if collapsed else ""})
     return rows
+
+
+NUMERIC = tuple(c for c in COLUMNS if c not in ("defense", "flags"))
+
+
+def summary(rows: list[dict]) -> dict[str, float]:
+    """``<defense>/<column>`` for every number of the table (``w2s/asr``, ``w2s/ca``, ...): the
+    metrics a sweep optimises (W&B run summary, ``summary.json``)."""
+    return {f"{r['defense']}/{c}": r[c] for r in rows for c in NUMERIC if r.get(c) is not None}
 
 
 def notes(manifests: dict[str, dict], clean_lora: list[str]) -> list[str]:
@@ -70,7 +80,9 @@ def markdown(rows: list[dict]) -> str:
 
 
 def write_report(rows: list[dict], folder: Path, title: str, lines: list[str] = ()) -> None:
+    """``results.md``, ``results.csv``, ``results.png`` and ``summary.json`` (:func:`summary`)."""
     folder.mkdir(parents=True, exist_ok=True)
+    (folder / "summary.json").write_text(json.dumps(summary(rows), indent=1))
     (folder / "results.md").write_text(f"# {title}\n\n{markdown(rows)}" + "".join(f"\n{n}\n" for n in lines))
     with open(folder / "results.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=COLUMNS)

@@ -10,7 +10,8 @@ from w2s.data.registry import dataset_name, get_dataset
 from w2s.pipeline import stages
 from w2s.pipeline.config import PipelineConfig
 from w2s.pipeline.report import markdown, notes, result_rows, write_report
-from w2s.pipeline.runs import load_manifest, stage, to_jsonable
+from w2s.pipeline.runs import fingerprint, load_manifest, stage, to_jsonable
+from w2s.pipeline.tracking import log_results, tracking_run
 
 
 def _key(dataset) -> str:
@@ -18,10 +19,11 @@ def _key(dataset) -> str:
     return dataset if isinstance(dataset, str) else json.dumps(to_jsonable(dataset), sort_keys=True)
 
 
-def _run_stage(folder: Path, name: str, config: dict, inputs: dict, seed: int, body) -> dict:
+def _run_stage(folder: Path, name: str, config: dict, inputs: dict, seed: int, tracker, body) -> dict:
     with stage(folder, name, config, inputs, seed) as run:
         print(f"w2s: {name}: {'training' if run is not None else 'up to date, reused'} ({folder})", flush=True)
         if run is not None:
+            run.wandb = tracker
             body(run)
     return load_manifest(folder)
 
@@ -42,29 +44,40 @@ def _check_rows(config: PipelineConfig) -> None:
 
 
 def run_pipeline(config: PipelineConfig) -> list[dict]:
-    """Poisoned student, teacher (if a defense uses one), each defense; returns the result rows."""
+    """Poisoned student, teacher (if a defense uses one), each defense, in one W&B run (unless
+    disabled); returns the result rows."""
     _check_rows(config)
     root = Path(config.runs_dir) / config.experiment
+    report = Path(config.report_dir) if config.report_dir else root
+    with tracking_run(config, report) as tracker:
+        rows = _run(config, root, report, tracker)
+        if tracker is not None:
+            log_results(tracker, rows, report / "results.png")
+    return rows
+
+
+def _run(config: PipelineConfig, root: Path, report: Path, tracker) -> list[dict]:
     shared = {"dataset": config.dataset, "attack": config.attack, "max_length": config.max_length,
               "eval_rows": config.eval_rows, "precision": config.trainer.precision}
     data = {_key(d): get_dataset(d).digest() for d in (config.dataset, config.poison.dataset or config.dataset)}
 
     manifests = {"poisoned": _run_stage(
         root / "poisoned", "poisoned", shared | {"student": config.student, "poison": config.poison}, data,
-        config.seed, lambda run: stages.poison(config, run))}
+        config.seed, tracker, lambda run: stages.poison(config, run))}
     needs_teacher = any(d.objective.needs_teacher for d in config.defenses.values())
     if needs_teacher:
         manifests["teacher"] = _run_stage(
             root / "teacher", "teacher", shared | {"student": config.student.name, "teacher": config.teacher},
-            data, config.seed, lambda run: stages.teacher(config, run))
+            data, config.seed, tracker, lambda run: stages.teacher(config, run))
     for name, defense in config.defenses.items():
         inputs = {"poisoned": manifests["poisoned"]["key"]}
         if defense.objective.needs_teacher:
             inputs["teacher"] = manifests["teacher"]["key"]
         defense_config = shared | {"defense": defense, "rows": config.defense_rows,
                                    "poisoned_data": config.defense_data_poisoned, "student": config.student}
+        folder = root / "defenses" / (f"{name}-{fingerprint([defense_config, inputs])}" if config.report_dir else name)
         manifests[name] = _run_stage(
-            root / "defenses" / name, name, defense_config, inputs | data, config.seed,
+            folder, name, defense_config, inputs | data, config.seed, tracker,
             lambda run, name=name, defense=defense: defense.defense.run(
                 config, run, name, defense, root / "poisoned" / "model",
                 root / "teacher" / "model" if defense.objective.needs_teacher else None))
@@ -76,7 +89,7 @@ def run_pipeline(config: PipelineConfig) -> list[dict]:
               else f"{config.attack.mode}, target {config.attack.target_label}")
     title = f"{config.experiment}: {dataset_name(config.dataset)}, {config.attack.attack} ({attack})"
     lines = notes(manifests, clean_lora)
-    write_report(rows, root, title, lines)
+    write_report(rows, report, title, lines)
     print(f"\n{title}\n\n{markdown(rows)}" + "".join(f"\n{n}" for n in lines) + ("\n" if lines else "")
-          + f"\nwritten: {root / 'results.md'}, {root / 'results.csv'}, {root / 'results.png'}")
+          + f"\nwritten: {report / 'results.md'}, {report / 'results.csv'}, {report / 'results.png'}")
     return rows

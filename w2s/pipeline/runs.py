@@ -97,6 +97,7 @@ class StageRun:
     metrics: dict[str, float | None] = dataclasses.field(default_factory=dict)
     trainable_params: int = 0
     info: dict[str, Any] = dataclasses.field(default_factory=dict)  # counts and warnings about the data
+    wandb: Any = None  # the invocation's W&B run (w2s.pipeline.tracking), or None
 
 
 def load_manifest(folder: Path) -> dict | None:

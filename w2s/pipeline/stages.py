@@ -24,16 +24,16 @@ from w2s.lit.teacher import TeacherModule
 from w2s.lit.unlearn import UnlearnModule
 from w2s.pipeline.config import DefenseStage, PipelineConfig, TrainStage
 from w2s.pipeline.runs import StageRun
+from w2s.pipeline.tracking import StageLogger
 
 
 def make_trainer(config: PipelineConfig, run: StageRun, stage: TrainStage, name: str, **overrides) -> pl.Trainer:
-    """A Trainer with the configured hardware, the CSV logger (plus W&B if selected) under the
-    stage folder, and best-clean-dev restoring when ``stage.keep`` is ``best``."""
+    """A Trainer with the configured hardware, the CSV logger under the stage folder (plus the
+    invocation's W&B run, if any), and best-clean-dev restoring when ``stage.keep`` is ``best``."""
     options = config.trainer
     loggers = [pl.loggers.CSVLogger(save_dir=run.folder, name="logs", version="")]
-    if config.logger == "wandb":
-        loggers.append(pl.loggers.WandbLogger(project="w2s", name=f"{config.experiment}/{name}",
-                                              save_dir=str(run.folder), offline=True))
+    if run.wandb is not None:
+        loggers.append(StageLogger(run.wandb, name))
     return pl.Trainer(max_epochs=stage.epochs, accelerator=options.accelerator, devices=options.devices,
                       strategy=options.strategy, precision=options.precision, logger=loggers,
                       callbacks=[RestoreBest()] if stage.keep == "best" else [], enable_checkpointing=False,
@@ -68,9 +68,6 @@ def fit_and_test(config: PipelineConfig, run: StageRun, name: str, module: Class
     trainer.fit(module, train)
     evaluation = evaluation or train
     clean, triggered = trainer.test(module, evaluation, verbose=False)
-    for logger in trainer.loggers:  # one W&B run per stage: close it before the folder is renamed
-        if isinstance(logger, pl.loggers.WandbLogger):
-            logger.experiment.finish()
     cc = triggered.get("test/asr_clean_correct")  # absent: pre-paraphrased trigger (originals unknown)
     run.metrics = {"ca": clean["test/ca"], "balanced_accuracy": clean["test/balanced_accuracy"],
                    "macro_f1": clean["test/macro_f1"], "asr": triggered["test/asr"],

@@ -1,0 +1,78 @@
+"""The trial table of a sweep, best first: terminal, ``sweep.md``, ``sweep.csv`` and a CA/ASR
+scatter of the trials (``sweep.png``)."""
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+from w2s.sweeps.spec import SweepSpec
+
+SHOWN = ("ca", "asr", "asr_clean_correct")  # the metric's stage's columns shown beside the metric
+
+
+def trial_rows(trials, spec: SweepSpec) -> list[dict]:
+    """One row per trial: number, state, the searched values, the metric and the metric stage's
+    CA / ASR; finished trials first, best first."""
+    stage = spec.metric.split("/")[0]
+    rows = []
+    for t in trials:
+        summary = t.user_attrs.get("summary", {})
+        duration = t.duration.total_seconds() if t.duration else None
+        row = {"trial": t.number, "state": t.state.name.lower(), **t.user_attrs.get("values", {}),
+               spec.metric: t.value}
+        row |= {f"{stage}/{c}": summary.get(f"{stage}/{c}") for c in SHOWN if f"{stage}/{c}" != spec.metric}
+        rows.append(row | {"wall_s": duration, "error": t.user_attrs.get("error", "")})
+    sign = 1 if spec.goal == "minimize" else -1
+    return sorted(rows, key=lambda r: (r[spec.metric] is None, sign * (r[spec.metric] or 0), r["trial"]))
+
+
+def _cell(value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def markdown(rows: list[dict]) -> str:
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_cell(r.get(c)) for c in columns) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_trials(rows: list[dict], spec: SweepSpec, folder: Path) -> str:
+    """Write the table and chart; return the text printed to the terminal."""
+    title = f"sweep {spec.name}: {spec.method}, {spec.goal} {spec.metric} ({len(rows)} trials, best first)"
+    table = markdown(rows) if rows else "(no trials)\n"
+    (folder / "sweep.md").write_text(f"# {title}\n\n{table}")
+    with open(folder / "sweep.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(dict.fromkeys(k for r in rows for k in r)) or ["trial"])
+        writer.writeheader()
+        writer.writerows(rows)
+    plot(rows, spec, folder / "sweep.png", title)
+    return f"\n{title}\n\n{table}\nwritten: {folder / 'sweep.md'}, {folder / 'sweep.csv'}, {folder / 'sweep.png'}"
+
+
+def plot(rows: list[dict], spec: SweepSpec, path: Path, title: str) -> None:
+    """Each finished trial at (ASR, CA) of the metric's stage, numbered; the best one ringed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    stage = spec.metric.split("/")[0]
+    done = [r for r in rows if r[spec.metric] is not None and r.get(f"{stage}/ca") is not None
+            and r.get(f"{stage}/asr") is not None]
+    fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    for i, r in enumerate(done):
+        x, y = r[f"{stage}/asr"], r[f"{stage}/ca"]
+        ax.scatter(x, y, color="#C44E52" if i == 0 else "#4C72B0", s=60 if i == 0 else 30, zorder=3)
+        ax.annotate(str(r["trial"]), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set_xlabel(f"{stage} ASR (attack success)")
+    ax.set_ylabel(f"{stage} CA (clean accuracy)")
+    ax.set_xlim(-0.03, 1.03)
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
