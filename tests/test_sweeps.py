@@ -1,0 +1,195 @@
+"""Sweeps: W&B sweep files, the local Optuna engine (grid and random spaces, resume, failures),
+trials through the entry point, and flat dotted defense keys on the command line."""
+import json
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+
+from w2s.cli import main
+from w2s.sweeps import SweepError, load_sweep, run_sweep
+
+ROOT = Path(__file__).resolve().parents[1]
+SWEEPS = sorted((ROOT / "experiments" / "sweeps").glob("*.yaml"))
+
+
+def write_sweep(tmp_path, parameters, method="grid", metric="w2s/asr", goal="minimize", extra=()):
+    """A sweep over embedded_clean.yaml (nothing is loaded until a trial runs) in ``tmp_path``."""
+    path = tmp_path / f"{method}.yaml"
+    path.write_text(yaml.safe_dump({
+        "method": method, "metric": {"name": metric, "goal": goal}, "parameters": parameters,
+        "command": ["w2s", "pipeline", "--config", str(ROOT / "experiments" / "embedded_clean.yaml"),
+                    "--runs_dir", str(tmp_path / "runs"), *extra, "${args}"]}))
+    return path
+
+
+@pytest.fixture
+def fake_pipeline(monkeypatch):
+    """Replace the entry point the trials call: record each trial's arguments and write a
+    summary whose w2s/asr is a known function of the values (fa + kd / 10)."""
+    calls = []
+
+    def fake(args):
+        calls.append(args)
+        values = dict(a[2:].split("=", 1) for a in args if a.startswith("--defenses."))
+        fa = float(values.get("defenses.w2s.objective.fa", 0))
+        kd = float(values.get("defenses.w2s.objective.kd", 0))
+        if getattr(fake, "interrupt_at", None) == len(calls):
+            raise KeyboardInterrupt
+        if getattr(fake, "fail_at", None) == len(calls):
+            return 2
+        report = Path(next(a for a in args if a.startswith("--report_dir="))[len("--report_dir="):])
+        report.mkdir(parents=True)
+        (report / "summary.json").write_text(json.dumps({"w2s/asr": fa + kd / 10, "w2s/ca": 0.8}))
+        return 0
+
+    monkeypatch.setattr("w2s.cli.main", fake)
+    fake.calls = calls
+    return fake
+
+
+def trial_values(calls):
+    return [tuple(a for a in args if a.startswith("--defenses.")) for args in calls]
+
+
+@pytest.mark.parametrize("path", SWEEPS, ids=lambda p: p.stem)
+def test_shipped_sweep_files_pass_wandb_validation_and_our_checks(path):
+    sweeps = pytest.importorskip("sweeps")  # W&B's sweep engine: the validation `wandb sweep` runs
+    assert sweeps.schema_violations_from_proposed_config(yaml.safe_load(path.read_text())) == []
+    from w2s.sweeps.engine import check
+
+    spec = load_sweep(path)
+    config = check(spec)                         # the command at both ends of every range is valid
+    assert spec.metric.split("/")[0] in config.defenses
+    assert spec.command[:3] == ("pipeline", "--config", "experiments/embedded_clean.yaml")
+
+
+def test_grid_visits_every_point_once_best_first(tmp_path, fake_pipeline, capsys):
+    sweep = write_sweep(tmp_path, {"defenses.w2s.objective.fa": {"values": [0.0, 1.0, 2.0]},
+                                   "defenses.w2s.objective.kd": {"values": [0.0, 5.0]}})
+    rows = run_sweep(str(sweep))                                   # default: the whole grid
+    points = trial_values(fake_pipeline.calls)
+    assert len(points) == 6 and len(set(points)) == 6
+    assert set(points) == {(f"--defenses.w2s.objective.fa={fa}", f"--defenses.w2s.objective.kd={kd}")
+                           for fa in (0.0, 1.0, 2.0) for kd in (0.0, 5.0)}
+    assert [r["w2s/asr"] for r in rows] == sorted(fa + kd / 10 for fa in (0, 1, 2) for kd in (0, 5))
+    out = capsys.readouterr().out
+    assert "sweep grid: grid, minimize w2s/asr (6 trials, best first)" in out
+    folder = tmp_path / "runs" / "embedded_clean" / "sweeps" / "grid"
+    assert (folder / "sweep.md").is_file() and (folder / "sweep.png").stat().st_size > 1000
+    assert len((folder / "sweep.csv").read_text().splitlines()) == 7
+
+
+def test_random_space_is_sampled_within_its_distributions(tmp_path, fake_pipeline):
+    sweep = write_sweep(tmp_path, {
+        "defenses.w2s.objective.fa": {"min": 0.5, "max": 2.0},
+        "defenses.w2s.lora.r": {"min": 2, "max": 9},
+        "defenses.w2s.lr": {"distribution": "log_uniform_values", "min": 1e-5, "max": 1e-2},
+        "defenses.w2s.lora.target_modules": {"values": [["q_proj"], ["q_proj", "v_proj"]]},
+        "defenses.w2s.epochs": {"value": 1}}, method="random")
+    run_sweep(str(sweep), trials=24)
+    values = [dict(a[2:].split("=", 1) for a in args if a.startswith("--defenses.")) for args in fake_pipeline.calls]
+    assert len(values) == 24 and all(v["defenses.w2s.epochs"] == "1" for v in values)
+    fa = [float(v["defenses.w2s.objective.fa"]) for v in values]
+    assert all(0.5 <= x <= 2.0 for x in fa) and len(set(fa)) == 24
+    ranks = [v["defenses.w2s.lora.r"] for v in values]
+    assert all(r.isdigit() and 2 <= int(r) <= 9 for r in ranks)
+    lrs = [math.log10(float(v["defenses.w2s.lr"])) for v in values]
+    assert all(-5 <= x <= -2 for x in lrs) and sum(x < -3.5 for x in lrs) >= 4   # log-uniform: small values too
+    modules = {v["defenses.w2s.lora.target_modules"] for v in values}
+    assert modules == {'["q_proj"]', '["q_proj", "v_proj"]'}               # lists go as YAML/JSON
+
+
+def test_resume_runs_only_missing_trials_and_retries_an_interrupted_one(tmp_path, fake_pipeline, capsys):
+    sweep = write_sweep(tmp_path, {"defenses.w2s.objective.fa": {"min": 0.0, "max": 1.0}}, method="random")
+    run_sweep(str(sweep), trials=2)
+    assert len(fake_pipeline.calls) == 2
+    run_sweep(str(sweep), trials=3)                                # one more, the first two kept
+    assert len(fake_pipeline.calls) == 3 and len(set(trial_values(fake_pipeline.calls))) == 3
+    assert "2 of 3 trials finished; running 1" in capsys.readouterr().out
+
+    fake_pipeline.interrupt_at = 5                                 # Ctrl-C in the second new trial
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(str(sweep), trials=6)
+    interrupted = trial_values(fake_pipeline.calls)[-1]
+    fake_pipeline.interrupt_at = None
+    rows = run_sweep(str(sweep), trials=6)
+    assert trial_values(fake_pipeline.calls)[5] == interrupted     # its values run first
+    assert len(fake_pipeline.calls) == 7 and sum(r["state"] == "complete" for r in rows) == 6
+
+
+def test_failed_trial_is_recorded_and_counted(tmp_path, fake_pipeline):
+    sweep = write_sweep(tmp_path, {"defenses.w2s.objective.fa": {"values": [0.0, 1.0, 2.0]}})
+    fake_pipeline.fail_at = 2
+    rows = run_sweep(str(sweep))
+    assert [r["state"] for r in rows] == ["complete", "complete", "fail"]
+    assert rows[-1]["error"] == "the pipeline exited with code 2"
+    run_sweep(str(sweep))                                          # finished: nothing runs again
+    assert len(fake_pipeline.calls) == 3
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"method": "hyperband"}, "method: 'hyperband' is not one of grid, random, bayes"),
+    ({"metric": {"name": "w2s/loss"}}, "metric.name 'w2s/loss' is not <stage>/<column>"),
+    ({"metric": {"name": "kd/asr"}}, "stage one of poisoned, teacher, lora, w2s"),
+    ({"parameters": {"defenses": {"parameters": {"w2s": {"values": [1]}}}}}, "nested parameters are not supported"),
+    ({"parameters": {"defenses.w2s.lr": {"min": 0.1}}}, "give value, values, or both min and max"),
+    ({"parameters": {"defenses.w2s.lr": {"min": 1e-4, "max": 1e-3}}}, "a grid needs values"),
+    ({"parameters": {"defenses.w2s.lr": {"distribution": "normal", "min": 0.0, "max": 1.0}}}, "'normal' is not supported"),
+    ({"parameters": {"defenses.w2s.lora.r": {"values": [4, 0]}}}, "LoRA rank r must be >= 1"),
+    ({"command": ["python", "train.py", "${args}"]}, "must call the w2s entry point"),
+    ({"command": ["w2s", "evaluate", "${args}"]}, "a sweep runs `w2s pipeline ...`"),
+    ({"command": ["w2s", "pipeline"]}, "with ${args}"),
+])
+def test_bad_sweep_files_exit_2_before_any_trial(tmp_path, fake_pipeline, capsys, change, message):
+    path = write_sweep(tmp_path, {"defenses.w2s.objective.fa": {"values": [1.0]}})
+    path.write_text(yaml.safe_dump(yaml.safe_load(path.read_text()) | change))
+    assert main(["sweep", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert fake_pipeline.calls == []
+
+
+def test_missing_file_and_random_without_trials_exit_2(tmp_path, capsys):
+    assert main(["sweep", str(tmp_path / "nope.yaml")]) == 2
+    assert "no such sweep file" in capsys.readouterr().err
+    sweep = write_sweep(tmp_path, {"defenses.w2s.objective.fa": {"min": 0.0, "max": 1.0}}, method="random")
+    assert main(["sweep", str(sweep)]) == 2
+    assert "--trials N" in capsys.readouterr().err
+
+
+def test_trials_run_through_the_entry_point_sharing_stages(tmp_path, task, models, capsys):
+    from tests.test_pipeline import tiny_args, write_config
+
+    config = write_config(tmp_path, task)
+    sweep = tmp_path / "tiny.yaml"
+    sweep.write_text(yaml.safe_dump({
+        "method": "grid", "metric": {"name": "w2s/asr_clean_correct", "goal": "minimize"},
+        "parameters": {"defenses.w2s.objective.fa": {"values": [0.0, 1.0]}},
+        "command": ["w2s", "pipeline", "--config", str(config), *tiny_args(models, tmp_path / "runs"), "${args}"]}))
+    assert main(["sweep", str(sweep), "--trials", "2"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("w2s: poisoned: training") == 1 and out.count("w2s: lora: training") == 1  # shared
+    assert out.count("w2s: w2s: training") == 2
+    root = tmp_path / "runs" / "tiny"
+    assert len(list((root / "defenses").glob("w2s-*"))) == 2 and len(list((root / "defenses").glob("lora-*"))) == 1
+    reports = sorted((root / "sweeps" / "tiny" / "trials").glob("*/results.csv"))
+    assert len(reports) == 2
+    table = (root / "sweeps" / "tiny" / "sweep.md").read_text()
+    assert table.count("| complete |") == 2 and "w2s/asr_clean_correct" in table
+
+
+def test_flat_dotted_defense_keys_change_one_setting_and_keep_the_rest(capsys):
+    args = ["pipeline", "--config", str(ROOT / "experiments" / "embedded_clean.yaml"), "--print_config",
+            "--defenses.w2s.objective.fa=0.5", "--defenses.w2s.lora.r", "8",
+            "--defenses.extra.method=kd", "--defenses.lora.lora.target_modules=[q_proj, k_proj]"]
+    assert main(args) == 0
+    defenses = yaml.safe_load(capsys.readouterr().out)["defenses"]
+    assert list(defenses) == ["lora", "w2s", "extra"]
+    assert defenses["w2s"]["objective"]["fa"] == 0.5 and defenses["w2s"]["objective"]["kd"] == 1.0
+    assert defenses["w2s"]["lora"]["r"] == 8 and defenses["w2s"]["epochs"] == 1    # from the file
+    assert defenses["extra"]["method"] == "kd" and defenses["lora"]["lora"]["target_modules"] == ["q_proj", "k_proj"]
+    assert main(["pipeline", "--defenses.w2s.objective.fa=[", "--print_config"]) == 2
+    assert main(["pipeline", "--defenses.w2s.objectiv.fa=1", "--print_config"]) == 2
+    assert "defenses.w2s" in capsys.readouterr().err
