@@ -193,3 +193,11 @@ def test_flat_dotted_defense_keys_change_one_setting_and_keep_the_rest(capsys):
     assert main(["pipeline", "--defenses.w2s.objective.fa=[", "--print_config"]) == 2
     assert main(["pipeline", "--defenses.w2s.objectiv.fa=1", "--print_config"]) == 2
     assert "defenses.w2s" in capsys.readouterr().err
+
+
+def test_pareto_front():
+    from w2s.sweeps.report import pareto
+
+    points = [(0.1, 0.80), (0.05, 0.85), (0.5, 0.90), (0.05, 0.80), (0.6, 0.88), (0.5, 0.90)]
+    assert pareto(points) == [1, 2, 5]           # (0.05, .85) and (0.5, .90) twice; the rest are beaten
+    assert pareto([]) == [] and pareto([(0.3, 0.7)]) == [0]

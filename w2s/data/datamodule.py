@@ -59,6 +59,10 @@ class W2SDataModule(pl.LightningDataModule):
         eval_rows: use only the first N dev/test rows (triggered sets built from those).
         trigger_tokenizers: more tokenizers (names) whose truncation a trigger must survive,
             so every stage of a pipeline measures ASR on the same rows.
+        blind: validate on clean rows only, never triggered ones (a defender does not know the
+            trigger: checkpoints are selected on clean data).
+        dev_rows: ``[start, stop)`` rows of the train split, clean, to validate on instead of the
+            dev split (the defender's own held-out rows); implies ``blind``.
     """
 
     def __init__(self, dataset: Union[str, HubDataset] = "sst2", tokenizer: str = "smollm2-135m",
@@ -66,17 +70,20 @@ class W2SDataModule(pl.LightningDataModule):
                  poison_train: bool = False, train_rows: Optional[tuple[int, int]] = None,
                  eval_rows: Optional[int] = None, max_length: int = 128, batch_size: int = 32,
                  eval_batch_size: Optional[int] = None, num_workers: int = 0, seed: int = 0,
-                 trigger_tokenizers: Optional[list[str]] = None):
+                 trigger_tokenizers: Optional[list[str]] = None, blind: bool = False,
+                 dev_rows: Optional[tuple[int, int]] = None):
         super().__init__()
         if max_length < 2 or batch_size < 1:
             raise ValueError(f"max_length must be >= 2 and batch_size >= 1, got {max_length}, {batch_size}")
-        if train_rows is not None and not 0 <= train_rows[0] < train_rows[1]:
-            raise ValueError(f"train_rows must be [start, stop) with 0 <= start < stop, got {train_rows}")
+        for key, rows in (("train_rows", train_rows), ("dev_rows", dev_rows)):
+            if rows is not None and not 0 <= rows[0] < rows[1]:
+                raise ValueError(f"{key} must be [start, stop) with 0 <= start < stop, got {rows}")
         self.save_hyperparameters()
         self.spec = get_dataset(dataset)
         self.attack = attack
         self.train_rows, self.eval_rows = train_rows, eval_rows
         self.poison_train, self.seed = poison_train, seed
+        self.dev_rows, self.blind = dev_rows, blind or dev_rows is not None
         self.max_length, self.batch_size = max_length, batch_size
         self.eval_batch_size, self.num_workers = eval_batch_size or batch_size, num_workers
         self.tokenizer = load_tokenizer(tokenizer)
@@ -105,10 +112,11 @@ class W2SDataModule(pl.LightningDataModule):
         if getattr(trigger, "position", None) == "within_max_length":
             limit = word_limit(self.trigger_tokenizers, self.max_length, trigger.longest_insertion())
         train = self.spec.load("train")
+        for key, rows in (("train_rows", self.train_rows), ("dev_rows", self.dev_rows)):
+            if rows is not None and rows[1] > len(train):
+                raise ValueError(f"{key} {list(rows)} run past the {len(train)} train rows of {self.spec.name}")
+        dev = train[self.dev_rows[0]:self.dev_rows[1]] if self.dev_rows else None
         if self.train_rows is not None:
-            if self.train_rows[1] > len(train):
-                raise ValueError(f"train_rows {list(self.train_rows)} run past the {len(train)} train rows "
-                                 f"of {self.spec.name}")
             train = train[self.train_rows[0]:self.train_rows[1]]
         if self.poison_train and trigger.task_agnostic:  # every row, clean and with one trigger k
             rng, spans = random.Random(self.attack.seed), []
@@ -129,7 +137,9 @@ class W2SDataModule(pl.LightningDataModule):
             self.trigger_kept["train"] = TriggerCount(sum(kept), len(kept))
         if not self.train:
             self.train = _items(train)
-        for split in ("dev", "test"):
+        if self.blind:  # validation sees clean rows only: the defender's own, or the dev split's
+            self.eval_sets["dev"] = [_items(dev if dev is not None else self.spec.load("dev")[: self.eval_rows])]
+        for split in ("test",) if self.blind else ("dev", "test"):
             clean = self.spec.load(split)[: self.eval_rows]
             triggered = build_triggered_set(clean, trigger, self.target_label, seed=self.seed,
                                             dataset=self.spec, split=split, word_limit=limit)

@@ -216,6 +216,7 @@ class PipelineConfig:
     teacher: TeacherStage = TeacherStage()
     poison: PoisonStage = PoisonStage()
     defense_rows: Optional[tuple[int, int]] = None
+    defense_dev_rows: Optional[tuple[int, int]] = None
     defense_data_poisoned: bool = False
     defenses: dict[str, Union[DefenseStage, dict]] = field(default_factory=default_defenses)
     max_length: int = 128
@@ -232,6 +233,10 @@ class PipelineConfig:
         if self.student.quantization not in (None, *QUANTIZATIONS):
             raise ValueError(f"unknown student.quantization {self.student.quantization!r}; "
                              f"valid: {', '.join(QUANTIZATIONS)} or null")
+        if self.defense_dev_rows and self.defense_rows and (
+                self.defense_dev_rows[0] < self.defense_rows[1] and self.defense_rows[0] < self.defense_dev_rows[1]):
+            raise ValueError(f"defense_dev_rows {list(self.defense_dev_rows)} overlap defense_rows "
+                             f"{list(self.defense_rows)}: the defender's dev rows must be held out")
         if not self.defenses:
             raise ValueError("defenses: name at least one defense")
         for name in self.defenses:

@@ -32,7 +32,8 @@ def _check_rows(config: PipelineConfig) -> None:
     """Fail before any training if a row range runs past its train split."""
     ranges = {"poison.train_rows": (config.poison.dataset or config.dataset, config.poison.train_rows),
               "teacher.train_rows": (config.dataset, config.teacher.train_rows),
-              "defense_rows": (config.dataset, config.defense_rows)}
+              "defense_rows": (config.dataset, config.defense_rows),
+              "defense_dev_rows": (config.dataset, config.defense_dev_rows)}
     sizes = {_key(dataset): len(get_dataset(dataset).load("train")) for dataset, rows in ranges.values() if rows}
     for key, (dataset, rows) in ranges.items():
         if rows is None:
@@ -73,7 +74,7 @@ def _run(config: PipelineConfig, root: Path, report: Path, tracker) -> list[dict
         inputs = {"poisoned": manifests["poisoned"]["key"]}
         if defense.objective.needs_teacher:
             inputs["teacher"] = manifests["teacher"]["key"]
-        defense_config = shared | {"defense": defense, "rows": config.defense_rows,
+        defense_config = shared | {"defense": defense, "rows": config.defense_rows, "dev_rows": config.defense_dev_rows,
                                    "poisoned_data": config.defense_data_poisoned, "student": config.student}
         folder = root / "defenses" / (f"{name}-{fingerprint([defense_config, inputs])}" if config.report_dir else name)
         manifests[name] = _run_stage(

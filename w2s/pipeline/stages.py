@@ -50,12 +50,12 @@ def trigger_tokenizers(config: PipelineConfig) -> list[str]:
 
 
 def datamodule(config: PipelineConfig, tokenizer: str, teacher_tokenizer: str | None = None,
-               dataset=None, rows=None, poison_train: bool = False, batch_size: int = 32) -> W2SDataModule:
+               dataset=None, rows=None, poison_train: bool = False, batch_size: int = 32, **kwargs) -> W2SDataModule:
     return W2SDataModule(dataset or config.dataset, tokenizer=tokenizer, teacher_tokenizer=teacher_tokenizer,
                          attack=config.attack, poison_train=poison_train, train_rows=rows, eval_rows=config.eval_rows,
                          max_length=config.max_length, batch_size=batch_size,
                          eval_batch_size=config.eval_batch_size, seed=config.seed,
-                         trigger_tokenizers=trigger_tokenizers(config))
+                         trigger_tokenizers=trigger_tokenizers(config), **kwargs)
 
 
 def fit_and_test(config: PipelineConfig, run: StageRun, name: str, module: ClassifierModule, stage: TrainStage,
@@ -151,10 +151,12 @@ def defender_student(config: PipelineConfig, run: StageRun, stage: DefenseStage,
 
 def defense_data(config: PipelineConfig, stage: DefenseStage, student: StudentSpec,
                  teacher_folder: Path | None = None) -> W2SDataModule:
-    """The defender's rows (``defense_rows``; poisoned too under ``defense_data_poisoned``)."""
+    """The defender's rows (``defense_rows``; poisoned too under ``defense_data_poisoned``),
+    validated blind: clean rows only (``defense_dev_rows``, or the dev split)."""
     teacher_tokenizer = str(teacher_folder / "encoder") if teacher_folder is not None else None
     return datamodule(config, student.name, teacher_tokenizer, rows=config.defense_rows,
-                      poison_train=config.defense_data_poisoned, batch_size=stage.batch_size)
+                      poison_train=config.defense_data_poisoned, batch_size=stage.batch_size, blind=True,
+                      dev_rows=config.defense_dev_rows)
 
 
 def defense(config: PipelineConfig, run: StageRun, name: str, stage: DefenseStage, poisoned: Path,

@@ -1,0 +1,48 @@
+"""Trigger-blind selection: the defenses validate (and so select checkpoints) on clean rows only,
+the defender's own held-out rows when given; triggered rows are used for testing alone."""
+import pytest
+
+from tests.test_pipeline import run, write_config
+from w2s.attacks import PoisonConfig
+from w2s.data.datamodule import W2SDataModule
+
+
+def test_blind_datamodule_validates_on_held_out_clean_rows_only(task, models):
+    data = W2SDataModule(task, tokenizer=models["llama"], attack=PoisonConfig(attack="badnet"), train_rows=(0, 100),
+                         dev_rows=(300, 340), eval_rows=30)
+    data.setup("fit")
+    train = data.spec.load("train")
+    (dev,) = data.eval_sets["dev"]                                   # one loader: clean rows
+    assert [row["text"] for row in dev] == [ex.text for ex in train[300:340]]
+    assert all(set(row) == {"index", "text", "label"} for row in dev)
+    assert len(data.eval_sets["test"]) == 2                          # ASR is still measured on test
+    assert "dev" not in data.trigger_kept                            # no triggered dev rows were built
+    blind = W2SDataModule(task, tokenizer=models["llama"], attack=PoisonConfig(attack="badnet"), blind=True, eval_rows=30)
+    blind.setup("fit")
+    assert [row["text"] for row in blind.eval_sets["dev"][0]] == [ex.text for ex in blind.spec.load("dev")[:30]]
+
+
+def test_defenses_never_validate_on_triggered_rows(tmp_path, task, models, monkeypatch):
+    from w2s.lit.base import ClassifierModule
+
+    seen = []
+    validate = ClassifierModule.validation_step
+
+    def spy(self, batch, batch_idx, dataloader_idx=0):
+        seen.append((type(self).__name__, dataloader_idx, "row" in batch or "clean_input_ids" in batch))
+        return validate(self, batch, batch_idx, dataloader_idx)
+
+    monkeypatch.setattr(ClassifierModule, "validation_step", spy)
+    assert run(write_config(tmp_path, task), models, tmp_path / "runs", "--defense_dev_rows", "[96, 140]") == 0
+    defenses = [s for s in seen if s[0] == "UnlearnModule"]
+    assert defenses and all(idx == 0 and not triggered for _, idx, triggered in defenses)
+    assert any(triggered for name, _, triggered in seen if name == "PoisonModule")  # the attacker's stage may
+
+
+@pytest.mark.parametrize("rows, message", [
+    ("[60, 100]", "defense_dev_rows [60, 100] overlap defense_rows [48, 96]"),
+    ("[390, 900]", "defense_dev_rows: [390, 900] is not a range"),
+])
+def test_bad_dev_rows_exit_2(tmp_path, task, models, capsys, rows, message):
+    assert run(write_config(tmp_path, task), models, tmp_path / "runs", "--defense_dev_rows", rows) == 2
+    assert message in capsys.readouterr().err
