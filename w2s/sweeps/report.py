@@ -49,7 +49,7 @@ def write_trials(rows: list[dict], spec: SweepSpec, folder: Path) -> str:
         writer = csv.DictWriter(handle, fieldnames=list(dict.fromkeys(k for r in rows for k in r)) or ["trial"])
         writer.writeheader()
         writer.writerows(rows)
-    plot(rows, spec, folder / "sweep.png", title)
+    plot(rows, spec, folder / "sweep.png")
     return f"\n{title}\n\n{table}\nwritten: {folder / 'sweep.md'}, {folder / 'sweep.csv'}, {folder / 'sweep.png'}"
 
 
@@ -60,7 +60,7 @@ def pareto(points: list[tuple[float, float]]) -> list[int]:
             if not any(a <= asr and c >= ca and (a, c) != (asr, ca) for a, c in points)]
 
 
-def plot(rows: list[dict], spec: SweepSpec, path: Path, title: str) -> None:
+def plot(rows: list[dict], spec: SweepSpec, path: Path) -> None:
     """Each finished trial at (ASR among clean-correct rows, or ASR; CA) of the metric's stage,
     numbered; the Pareto front joined, the best trial by the metric ringed."""
     import matplotlib
@@ -81,12 +81,13 @@ def plot(rows: list[dict], spec: SweepSpec, path: Path, title: str) -> None:
     front = sorted(points[i] for i in pareto(points))
     if front:
         ax.plot(*zip(*front), color="#55A868", zorder=2, label="Pareto front")
-        ax.scatter(*points[0], s=140, facecolors="none", edgecolors="#C44E52", zorder=4, label="best by the metric")
+        ax.scatter(*points[0], s=140, facecolors="none", edgecolors="#C44E52", zorder=4)
         ax.legend(fontsize=8, loc="lower right")
     ax.set_xlabel(f"{asr} (lower is better)")
     ax.set_ylabel(f"{stage}/ca (higher is better)")
     ax.set_xlim(-0.03, 1.03)
-    ax.set_title(title, fontsize=9)
+    ax.set_title(f"sweep {spec.name} ({spec.method}, {len(done)} finished trials)\n"
+                 f"ringed: the best by {spec.goal} {spec.metric}", fontsize=9)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
