@@ -74,12 +74,13 @@ def tracking_run(config: PipelineConfig, folder: Path) -> Iterator[Any]:
     where = Path(run.dir).parent
     print(f"w2s: W&B run {run.id} ({mode}): {where}" + (f" (upload later: wandb sync {where})"
                                                           if mode == "offline" else ""), flush=True)
+    exit_code = 1
     try:
         yield run
-    except BaseException:
-        run.finish(exit_code=1)
-        raise
-    run.finish()
+        exit_code = 0
+    finally:  # waits for W&B's service to write everything out: the run's files are complete on return
+        run.finish(exit_code=exit_code)
+        wandb.teardown()
 
 
 def log_results(run, rows: list[dict], chart: Path) -> None:
