@@ -21,8 +21,9 @@ def model_inputs(input_ids: Tensor, attention_mask: Tensor, decoder: bool) -> di
 
 @dataclass
 class StudentOutput:
-    """logits ``(B, C)``, hidden ``(B, L, H)`` (last layer), features ``(B, H)`` (pooled at
-    ``read_index`` ``(B,)``), ``attentions`` per layer ``(B, heads, L, L)`` if requested."""
+    """logits ``(B, C)``, hidden ``(B, L, H)`` (the chosen layer, by default the last), features
+    ``(B, H)`` (its state pooled at ``read_index`` ``(B,)``), ``attentions`` per layer
+    ``(B, heads, L, L)`` if requested."""
 
     logits: Tensor
     hidden: Tensor
@@ -32,11 +33,15 @@ class StudentOutput:
 
 
 def forward_with_features(model, input_ids: Tensor, attention_mask: Tensor, decoder: bool,
-                          attentions: bool = False) -> StudentOutput:
-    """Run a sequence classifier once and return its logits with the pooled last-layer state
-    (and the attention probabilities with ``attentions``: an eager attention implementation)."""
+                          attentions: bool = False, layer: int = -1) -> StudentOutput:
+    """Run a sequence classifier once and return its logits with the pooled state of ``layer``
+    (an index into the hidden states: -1 the last layer, 0 the embeddings), and the attention
+    probabilities with ``attentions`` (an eager attention implementation)."""
     out = model(**model_inputs(input_ids, attention_mask, decoder), output_hidden_states=True,
                 output_attentions=attentions)
-    hidden = out.hidden_states[-1]
+    if not -len(out.hidden_states) <= layer < len(out.hidden_states):
+        raise ValueError(f"layer {layer} does not exist: the model has {len(out.hidden_states)} hidden states "
+                         f"(embeddings and {len(out.hidden_states) - 1} layers)")
+    hidden = out.hidden_states[layer]
     return StudentOutput(out.logits, hidden, pool(hidden, attention_mask, decoder), read_index(attention_mask, decoder),
                          out.attentions if attentions else None)

@@ -2,6 +2,9 @@
 
     L = ce * CE(s, y) + kd * KD_T(t, s) + fa * FA(z, f) + amp * L_amp + attn * L_attn   (w2s.losses)
 
+with the weights moved over training by ``objective.schedule`` and ``f`` the pooled state of
+the student's layer ``objective.fa_layer`` (default the last).
+
 The clean-LoRA baseline is the same module with only ``ce`` (no teacher is loaded);
 Obliviate is ``ce`` + ``amp`` + ``attn``.
 The teacher never changes, so its logits and features are computed once per training row
@@ -86,7 +89,7 @@ class UnlearnModule(StudentModule):
 
     def training_step(self, batch, batch_idx):
         out = forward_with_features(self.model, batch["input_ids"], batch["attention_mask"], self.decoder,
-                                    attentions=self.objective.needs_attentions)
+                                    attentions=self.objective.needs_attentions, layer=self.objective.fa_layer)
         inputs = LossInputs(out.logits, batch["labels"], self.class_weights, out.features, out.hidden,
                             adapter_weights=self.adapter_weights, attentions=out.attentions,
                             attention_mask=batch["attention_mask"], query_index=out.read_index)
@@ -94,7 +97,9 @@ class UnlearnModule(StudentModule):
             index = batch["index"].to(self.teacher_logits.device)
             inputs.teacher_logits = self.teacher_logits[index]
             inputs.teacher_features = self.teacher_features[index]
-        total, terms = compose(self.objective, inputs)
+        progress = (0.0 if self.objective.schedule == "constant"  # the share of training done, for the schedule
+                    else self.global_step / max(1, self.trainer.estimated_stepping_batches))
+        total, terms = compose(self.objective, inputs, progress)
         self.log_losses(total, terms, batch["labels"].shape[0])
         return total
 

@@ -16,6 +16,7 @@ from w2s.losses.class_weights import weighted_cross_entropy
 from w2s.losses.feature_alignment import feature_alignment_loss, feature_alignment_reference
 from w2s.losses.kd import kd_loss
 from w2s.losses.obliviate import amplification_loss, attention_loss
+from w2s.losses.schedule import TEACHER_TERMS, check_schedule, schedule_factors
 
 FA_MODES = ("per_sample", "compat")
 
@@ -43,7 +44,10 @@ class LossInputs:
 @dataclass(frozen=True)
 class ObjectiveConfig:
     """Term weights and their options. Defaults: W2SDefense's reference BadNet weights, no
-    Obliviate terms (the authors' weights: amp 3e-3, attn 3e-2)."""
+    Obliviate terms (the authors' weights: amp 3e-3, attn 3e-2). ``schedule`` moves the
+    weights over training (``w2s.losses.schedule``); ``fa_layer`` is the student layer whose
+    pooled state is aligned (-1: the last, as in the paper; -k: k-th from the end;
+    0: the embeddings)."""
 
     ce: float = 5.0
     kd: float = 0.001
@@ -53,10 +57,13 @@ class ObjectiveConfig:
     temperature: float = 2.0
     fa_mode: str = "per_sample"
     normalize_features: bool = False
+    schedule: str = "constant"
+    fa_layer: int = -1
 
     def __post_init__(self):
         if self.fa_mode not in FA_MODES:
             raise ValueError(f"unknown fa_mode {self.fa_mode!r}; valid: {', '.join(FA_MODES)}")
+        check_schedule(self.schedule)
         for name in TERMS:
             if getattr(self, name) < 0:
                 raise ValueError(f"loss weight {name} must be >= 0, got {getattr(self, name)}")
@@ -115,10 +122,20 @@ def preset(name: str) -> ObjectiveConfig:
     return PRESETS[name]
 
 
-def compose(config: ObjectiveConfig, inputs: LossInputs) -> tuple[Tensor, dict[str, Tensor]]:
-    """Return ``(total, {term: unweighted value})`` over the terms with non-zero weight."""
-    values = {name: TERMS[name](inputs, config) for name in config.terms}
-    if not values:
+def weights(config: ObjectiveConfig, progress: float = 0.0) -> dict[str, float]:
+    """Each non-zero term's weight at ``progress`` (the share of training done) under
+    ``config.schedule`` (which changes nothing without a teacher term)."""
+    teacher, ce = schedule_factors(config.schedule, progress) if config.needs_teacher else (1.0, 1.0)
+    scale = {name: teacher for name in TEACHER_TERMS} | {"ce": ce}
+    return {name: getattr(config, name) * scale.get(name, 1.0) for name in config.terms}
+
+
+def compose(config: ObjectiveConfig, inputs: LossInputs, progress: float = 0.0) -> tuple[Tensor, dict[str, Tensor]]:
+    """Return ``(total, {term: unweighted value})``: ``sum_k w_k(progress) * term_k`` over the
+    terms with non-zero weight (a term whose scheduled weight is 0 now is not computed)."""
+    if not config.terms:
         raise ValueError("every loss weight is 0: nothing to optimise")
-    total = sum(getattr(config, name) * value for name, value in values.items())
+    now = {name: w for name, w in weights(config, progress).items() if w > 0}
+    values = {name: TERMS[name](inputs, config) for name in now}
+    total = sum(now[name] * value for name, value in values.items())
     return total, values

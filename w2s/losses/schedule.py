@@ -1,0 +1,32 @@
+"""How the objective's weights move over training: a pure function of the training progress
+``p`` in [0, 1] (the share of optimiser steps done), giving a factor for the teacher's terms
+(``kd``, ``fa``) and one for ``ce``:
+
+    constant      teacher 1                 ce 1
+    warmup        teacher p                 ce 1       (the teacher's pull grows)
+    decay         teacher 1 - p             ce 1       (align early, then fit the labels)
+    align_first   teacher 1 if p < 1/2      ce 0 if p < 1/2, else 1   (alignment, then CE alone)
+                  else 0
+"""
+from __future__ import annotations
+
+SCHEDULES = ("constant", "warmup", "decay", "align_first")
+TEACHER_TERMS = ("kd", "fa")
+
+
+def check_schedule(name: str) -> None:
+    if name not in SCHEDULES:
+        raise ValueError(f"unknown schedule {name!r}; valid: {', '.join(SCHEDULES)}")
+
+
+def schedule_factors(name: str, progress: float) -> tuple[float, float]:
+    """``(teacher factor, ce factor)`` at ``progress`` (clamped to [0, 1])."""
+    check_schedule(name)
+    p = min(max(progress, 0.0), 1.0)
+    if name == "warmup":
+        return p, 1.0
+    if name == "decay":
+        return 1.0 - p, 1.0
+    if name == "align_first":
+        return (1.0, 0.0) if p < 0.5 else (0.0, 1.0)
+    return 1.0, 1.0
