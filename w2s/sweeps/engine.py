@@ -149,14 +149,19 @@ def _spawn(file: str, storage: str, folder: Path, quotas: list[int], seed: int) 
     import torch
 
     context = multiprocessing.get_context("spawn")
-    gpus = torch.cuda.device_count()
+    gpus, visible = torch.cuda.device_count(), os.environ.get("CUDA_VISIBLE_DEVICES")
+    ids = visible.split(",") if visible else [str(i) for i in range(gpus)]
     processes = []
     for worker, quota in enumerate(quotas, start=1):
-        if gpus > 1:
-            os.environ["CUDA_VISIBLE_DEVICES"] = str(worker % gpus)
+        if gpus > 1:  # a spawned process starts with the environment of this moment
+            os.environ["CUDA_VISIBLE_DEVICES"] = ids[worker % len(ids)]
         process = context.Process(target=work, args=(file, storage, str(folder), quota, seed, worker))
         process.start()
         processes.append(process)
+    if gpus > 1 and visible is None:
+        del os.environ["CUDA_VISIBLE_DEVICES"]
+    elif gpus > 1:
+        os.environ["CUDA_VISIBLE_DEVICES"] = visible
     for process in processes:
         process.join()
     failed = [p.exitcode for p in processes if p.exitcode]
@@ -172,7 +177,7 @@ def run_sweep(file: str, trials: int | None = None, parallel: int = 1, storage: 
     if parallel < 1:
         raise SweepError(f"--parallel must be >= 1, got {parallel}")
     config = check(spec)
-    total = trials or spec.run_cap or (spec.grid_size() if spec.method == "grid" else None)
+    total = trials if trials is not None else spec.run_cap or (spec.grid_size() if spec.method == "grid" else None)
     if total is None or total < 1:
         raise SweepError(f"{file}: --trials N (>= 1): a {spec.method} search has no natural end")
     if spec.method == "grid" and total > spec.grid_size():
