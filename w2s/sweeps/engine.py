@@ -52,9 +52,9 @@ def check(spec: SweepSpec):
     Returns the config with the first values."""
     first = base_config(spec, {p.name: p.ends[0] for p in spec.parameters})
     base_config(spec, {p.name: p.ends[1] for p in spec.parameters})
-    stage, _, column = spec.metric.partition("/")
+    column = spec.metric.partition("/")[2]
     stages = (*TOP_STAGES, *first.defenses)
-    if stage not in stages or column not in NUMERIC:
+    if spec.stage not in stages or column not in NUMERIC:
         raise SweepError(f"{spec.name}: metric.name {spec.metric!r} is not <stage>/<column> with stage one of "
                          f"{', '.join(stages)} and column one of {', '.join(NUMERIC)}")
     return first

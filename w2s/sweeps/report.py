@@ -14,7 +14,7 @@ SHOWN = ("ca", "asr", "asr_clean_correct")  # the metric's stage's columns shown
 def trial_rows(trials, spec: SweepSpec) -> list[dict]:
     """One row per trial: number, state, the searched values, the metric and the metric stage's
     CA / ASR; finished trials first, best first."""
-    stage = spec.metric.split("/")[0]
+    stage = spec.stage
     rows = []
     for t in trials:
         summary = t.user_attrs.get("summary", {})
@@ -33,8 +33,12 @@ def _cell(value) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
+def _columns(rows: list[dict]) -> list[str]:
+    return list(dict.fromkeys(k for r in rows for k in r))
+
+
 def markdown(rows: list[dict]) -> str:
-    columns = list(dict.fromkeys(k for r in rows for k in r))
+    columns = _columns(rows)
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(_cell(r.get(c)) for c in columns) + " |" for r in rows]
     return "\n".join(lines) + "\n"
@@ -46,7 +50,7 @@ def write_trials(rows: list[dict], spec: SweepSpec, folder: Path) -> str:
     table = markdown(rows) if rows else "(no trials)\n"
     (folder / "sweep.md").write_text(f"# {title}\n\n{table}")
     with open(folder / "sweep.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(dict.fromkeys(k for r in rows for k in r)) or ["trial"])
+        writer = csv.DictWriter(handle, fieldnames=_columns(rows) or ["trial"])
         writer.writeheader()
         writer.writerows(rows)
     plot(rows, spec, folder / "sweep.png")
@@ -68,7 +72,7 @@ def plot(rows: list[dict], spec: SweepSpec, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    stage = spec.metric.split("/")[0]
+    stage = spec.stage
     done = [r for r in rows if r[spec.metric] is not None and r.get(f"{stage}/ca") is not None]
     asr = f"{stage}/asr_clean_correct" if all(r.get(f"{stage}/asr_clean_correct") is not None for r in done) \
         else f"{stage}/asr"

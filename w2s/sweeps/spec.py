@@ -44,19 +44,25 @@ class Parameter:
         return [v if _scalar(v) else json.dumps(v) for v in self.values]
 
     @property
+    def bounds(self) -> tuple[Any, Any]:
+        """``min``/``max`` as values (W&B's ``log_uniform`` gives their natural logs)."""
+        if self.distribution == "log_uniform":
+            return math.exp(self.low), math.exp(self.high)
+        if self.distribution == "int_uniform":
+            return int(self.low), int(self.high)
+        return self.low, self.high
+
+    @property
     def ends(self) -> tuple[Any, Any]:
         """The first and the last value (``values``) or the bounds."""
-        if self.values is not None:
-            return self.values[0], self.values[-1]
-        low, high = (math.exp(self.low), math.exp(self.high)) if self.distribution == "log_uniform" else (self.low, self.high)
-        return (int(low), int(high)) if self.distribution == "int_uniform" else (low, high)
+        return (self.values[0], self.values[-1]) if self.values is not None else self.bounds
 
     def grid(self) -> list:
         """Every value a grid visits (as Optuna sees it)."""
         if self.values is not None:
             return self.choices
         if self.distribution == "int_uniform":
-            return list(range(int(self.low), int(self.high) + 1))
+            return list(range(self.bounds[0], self.bounds[1] + 1))
         raise SweepError(f"parameters.{self.name}: a grid needs values (or an int_uniform range), "
                          f"not a {self.distribution} distribution")
 
@@ -65,11 +71,9 @@ class Parameter:
         if self.values is not None:
             return self.values[self.choices.index(trial.suggest_categorical(self.name, self.choices))]
         if self.distribution == "int_uniform":
-            return trial.suggest_int(self.name, int(self.low), int(self.high))
-        if self.distribution == "log_uniform":  # W&B: the bounds are natural logs of the values
-            return trial.suggest_float(self.name, math.exp(self.low), math.exp(self.high), log=True)
-        return trial.suggest_float(self.name, self.low, self.high, step=self.q,
-                                   log=self.distribution == "log_uniform_values")
+            return trial.suggest_int(self.name, *self.bounds)
+        return trial.suggest_float(self.name, *self.bounds, step=self.q,
+                                   log=self.distribution in ("log_uniform", "log_uniform_values"))
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,11 @@ class SweepSpec:
     constants: dict[str, Any]
     command: tuple[str, ...]
     run_cap: Optional[int] = None
+
+    @property
+    def stage(self) -> str:
+        """The results-table row the metric reads (``w2s`` in ``w2s/asr``)."""
+        return self.metric.split("/")[0]
 
     def grid(self) -> dict[str, list]:
         return {p.name: p.grid() for p in self.parameters}
