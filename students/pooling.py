@@ -25,3 +25,9 @@ def read_index(attention_mask: Tensor, decoder: bool) -> Tensor:
 def pool(hidden: Tensor, attention_mask: Tensor, decoder: bool) -> Tensor:
     """``(B, L, H), (B, L) -> (B, H)``: the state at :func:`read_index`."""
     return hidden[torch.arange(hidden.shape[0], device=hidden.device), read_index(attention_mask, decoder)]
+
+
+def mean_pool(hidden: Tensor, attention_mask: Tensor) -> Tensor:
+    """``(B, L, H), (B, L) -> (B, H)``: the mean of the non-padding states of each row."""
+    mask = attention_mask.to(hidden.dtype).unsqueeze(-1)
+    return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)

@@ -1,12 +1,15 @@
-"""The W2S levers beyond the loss weights: the weight schedule and the aligned layer. Each
-changes what it claims to change, and nothing else."""
+"""The W2S levers beyond the loss weights: the weight schedule, the aligned layer, how it is
+pooled and what it is aligned to. Each changes what it claims to change, and nothing else."""
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.test_losses import _inputs
+from students.pooling import mean_pool
 from w2s.losses import ObjectiveConfig, compose
+from w2s.losses.feature_alignment import feature_alignment_loss, feature_alignment_tokens
+from w2s.losses.projection import fit_projection, project
 from w2s.losses.schedule import SCHEDULES, schedule_factors
 
 
@@ -104,3 +107,121 @@ def test_schedule_and_layer_reach_the_unlearning_step(trained, task, monkeypatch
                          attack=PoisonConfig(attack="badnet"), train_rows=(0, 32), batch_size=16)
     make_trainer(1, limit_val_batches=0).fit(module, data)
     assert layers == [1, 1] and progress == [0.0, 0.5]                               # 2 steps of 16 rows
+
+
+def test_mean_pool_and_token_alignment_ignore_padding():
+    g = torch.Generator().manual_seed(0)
+    hidden, z = torch.randn(2, 4, 3, generator=g), torch.randn(2, 3, generator=g)
+    mask = torch.tensor([[0, 1, 1, 1], [1, 1, 0, 0]])
+    assert torch.allclose(mean_pool(hidden, mask), torch.stack([hidden[0, 1:].mean(0), hidden[1, :2].mean(0)]))
+    by_hand = torch.stack([(z[0] - hidden[0, 1:]).pow(2).sum(-1).mean(), (z[1] - hidden[1, :2]).pow(2).sum(-1).mean()]).mean()
+    assert feature_alignment_tokens(z, hidden, mask).item() == pytest.approx(by_hand.item())
+    noisy = hidden.clone()
+    noisy[mask == 0] = 1e3                                                           # padding states do not count
+    assert feature_alignment_tokens(z, noisy, mask).item() == pytest.approx(by_hand.item())
+    assert torch.allclose(mean_pool(noisy, mask), mean_pool(hidden, mask))
+    assert feature_alignment_tokens(z, z.unsqueeze(1).expand(2, 4, 3), mask).item() == 0.0
+    with pytest.raises(ValueError, match="matching teacher"):
+        feature_alignment_tokens(z, hidden[..., :2], mask)
+
+
+def test_fa_pool_chooses_what_is_aligned():
+    x = _inputs()
+    x.attention_mask = torch.tensor([[1, 1, 1], [0, 1, 1], [0, 0, 1], [1, 1, 1]])
+    fa = {pool: compose(ObjectiveConfig(ce=0, kd=0, fa=1, fa_pool=pool), x)[1]["fa"].item()
+          for pool in ("read", "mean", "tokens")}
+    assert fa["read"] == pytest.approx(feature_alignment_loss(x.teacher_features, x.student_features).item())
+    mean = mean_pool(x.student_hidden, x.attention_mask)
+    assert fa["mean"] == pytest.approx(feature_alignment_loss(x.teacher_features, mean).item())
+    assert fa["tokens"] == pytest.approx(feature_alignment_tokens(x.teacher_features, x.student_hidden,
+                                                                  x.attention_mask).item())
+    assert len(set(fa.values())) == 3
+    ce_only = {pool: compose(ObjectiveConfig(ce=1, kd=1, fa=0, fa_pool=pool), x)[0].item() for pool in ("read", "tokens")}
+    assert ce_only["read"] == ce_only["tokens"]                                       # nothing else moves
+    for bad, match in (({"fa_pool": "max"}, "unknown fa_pool 'max'"), ({"fa_target": "x"}, "unknown fa_target 'x'"),
+                       ({"fa_mode": "compat", "fa_pool": "mean"}, "takes no fa_pool")):
+        with pytest.raises(ValueError, match=match):
+            ObjectiveConfig(**bad)
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), ridge=st.floats(0.01, 10.0))
+def test_fit_projection_is_the_ridge_solution(seed, ridge):
+    g = torch.Generator().manual_seed(seed)
+    x, w, b = torch.randn(50, 4, generator=g), torch.randn(4, 3, generator=g), torch.randn(3, generator=g)
+    exact = fit_projection(x, x @ w + b, ridge=0.0)                                  # an affine map is recovered
+    assert torch.allclose(project(x, exact), x @ w + b, atol=1e-4)
+    assert torch.allclose(exact[:-1].float(), w, atol=1e-4) and torch.allclose(exact[-1].float(), b, atol=1e-4)
+    y = torch.randn(50, 3, generator=g)
+    p = fit_projection(x, y, ridge)
+    a = torch.cat([x.double(), torch.ones(50, 1, dtype=torch.float64)], 1)
+    gradient = a.T @ (a @ p - y.double()) + ridge * 50 * torch.cat([p[:-1], torch.zeros(1, 3, dtype=torch.float64)])
+    assert gradient.abs().max() < 1e-6                                               # the optimum: zero gradient
+    assert fit_projection(x, y, ridge * 10)[:-1].norm() <= p[:-1].norm() + 1e-9       # more ridge, smaller weights
+
+
+def test_fit_projection_rejects_bad_shapes():
+    with pytest.raises(ValueError, match="same N"):
+        fit_projection(torch.zeros(5, 2), torch.zeros(4, 2))
+    with pytest.raises(ValueError, match="ridge"):
+        fit_projection(torch.zeros(5, 2), torch.zeros(5, 2), ridge=-1)
+
+
+def test_fitted_target_maps_the_teacher_onto_the_student(trained, task):
+    """``fa_target: fitted`` replaces the teacher's features by the ridge map fitted to the
+    student's own pooled states on the training rows: the alignment it starts from is smaller."""
+    from students import StudentSpec
+    from tests.conftest import make_trainer
+    from w2s.attacks import PoisonConfig
+    from w2s.data.datamodule import W2SDataModule
+    from w2s.lit.unlearn import UnlearnModule
+
+    def started(**objective):
+        module = UnlearnModule(StudentSpec(trained["student"]), trained["teacher"], num_labels=4,
+                               objective=ObjectiveConfig(ce=1.0, kd=1.0, fa=1.0, **objective))
+        data = W2SDataModule(task, tokenizer=trained["student"], teacher_tokenizer=f"{trained['teacher']}/encoder",
+                             attack=PoisonConfig(attack="badnet"), train_rows=(0, 32), batch_size=16)
+        make_trainer(1, limit_train_batches=0, limit_val_batches=0).fit(module, data)
+        return module, data
+
+    plain, data = started()
+    fitted, _ = started(fa_target="fitted", fa_pool="mean")
+    student = fitted.student_features(data.teacher_dataloader())
+    assert student.shape == fitted.teacher_features.shape == plain.teacher_features.shape
+    expected = project(plain.teacher_features, fit_projection(plain.teacher_features, student))
+    assert torch.allclose(fitted.teacher_features, expected, atol=1e-5)
+    assert torch.equal(fitted.teacher_logits, plain.teacher_logits)                 # only the features change
+    assert feature_alignment_loss(fitted.teacher_features, student) < feature_alignment_loss(plain.teacher_features, student)
+
+
+def test_a_defense_can_have_its_own_teacher(tmp_path, task, models):
+    """``defenses.NAME.teacher`` (the teacher-strength lever): trained once per distinct
+    setting, used by the defenses that name it; the others keep the pipeline's teacher."""
+    import csv
+
+    from tests.test_pipeline import run, write_config
+    from w2s.pipeline.runs import load_manifest
+
+    own = "{epochs: 2, batch_size: 16, train_rows: [0, 96]}"
+    defenses = ("defenses:\n  w2s: {epochs: 1, batch_size: 16, lora: {r: 4}}\n"
+                f"  strong: {{method: w2s, epochs: 1, batch_size: 16, lora: {{r: 4}}, teacher: {own}}}\n"
+                f"  strong2: {{method: w2s, epochs: 1, batch_size: 16, lora: {{r: 8}}, teacher: {own}}}\n")
+    assert run(write_config(tmp_path, task, defenses=defenses), models, tmp_path / "runs") == 0
+    root = tmp_path / "runs" / "tiny"
+    rows = [r["defense"] for r in csv.DictReader(open(root / "results.csv"))]
+    assert rows == ["poisoned", "teacher", "teacher-strong", "w2s", "strong", "strong2"]   # one extra teacher
+    (folder,) = (root / "teachers").iterdir()
+    extra = load_manifest(folder)
+    assert extra["config"]["teacher"]["epochs"] == 2 and extra["config"]["teacher"]["train_rows"] == [0, 96]
+    assert extra["key"] != load_manifest(root / "teacher")["key"]
+    inputs = {name: load_manifest(root / "defenses" / name)["inputs"]["teacher"] for name in ("w2s", "strong", "strong2")}
+    assert inputs["strong"] == inputs["strong2"] == extra["key"] != inputs["w2s"]
+
+
+def test_a_defense_teacher_with_bad_rows_fails_before_training(tmp_path, task, models, capsys):
+    from tests.test_pipeline import run, write_config
+
+    defenses = "defenses:\n  strong: {method: w2s, teacher: {train_rows: [0, 9000]}}\n"
+    assert run(write_config(tmp_path, task, defenses=defenses), models, tmp_path / "runs") == 2
+    assert "defenses.strong.teacher.train_rows: [0, 9000] is not a range" in capsys.readouterr().err
+    assert not (tmp_path / "runs" / "tiny" / "poisoned").exists()

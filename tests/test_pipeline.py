@@ -50,6 +50,7 @@ def test_pipeline_end_to_end_then_reuse(tmp_path, task, models, capsys):
     assert all(0 <= float(r["asr_clean_correct"]) <= 1 for r in rows)
     assert float(rows[0]["delta_asr"]) == 0.0 and all(0 <= float(r["asr"]) <= 1 for r in rows)
     assert (root / "results.png").stat().st_size > 1000 and "| poisoned |" in (root / "results.md").read_text()
+    assert (root / "frontier.png").stat().st_size > 1000 and "frontier.png" in out
     assert "| w2s |" in out and out.count("training") == 4
     manifest = load_manifest(root / "defenses" / "w2s")
     assert {"key", "config", "inputs", "seed", "versions", "metrics", "wall_time_s", "peak_memory_mb"} <= set(manifest)
@@ -139,7 +140,7 @@ def test_report_marks_collapse_weak_backdoor_and_na():
     assert lines[1].startswith("warning: clean LoRA (lora) ends at ASR 0.300 < 0.5: the backdoor does not survive")
     assert lines[2] == "n/a: w2s's ASR (clean-correct): no triggered row is classified correctly when clean"
     table = markdown(result_rows(manifests))
-    assert "| lora | 0.700 | 0.500 | 0.400 | 0.300 | n/a |" in table and table.splitlines()[3].endswith("| collapsed |")
+    assert "| lora | 0.700 | n/a | 0.500 | 0.400 | 0.300 | n/a |" in table and table.splitlines()[3].endswith("| collapsed |")
     assert "nan" not in table
     assert notes({"poisoned": manifests["poisoned"], "lora": manifest(0.7, 0.9, 0.6)}, ["lora"]) == []
 

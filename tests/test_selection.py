@@ -1,5 +1,8 @@
 """Trigger-blind selection: the defenses validate (and so select checkpoints) on clean rows only,
 the defender's own held-out rows when given; triggered rows are used for testing alone."""
+import csv
+import json
+
 import pytest
 
 from tests.test_pipeline import run, write_config
@@ -37,6 +40,13 @@ def test_defenses_never_validate_on_triggered_rows(tmp_path, task, models, monke
     defenses = [s for s in seen if s[0] == "UnlearnModule"]
     assert defenses and all(idx == 0 and not triggered for _, idx, triggered in defenses)
     assert any(triggered for name, _, triggered in seen if name == "PoisonModule")  # the attacker's stage may
+    folders = [p.parent for p in (tmp_path / "runs").rglob("manifest.json")]
+    assert len(folders) >= 3
+    for folder in folders:                                   # dev CA: what settings are chosen on
+        manifest = json.loads((folder / "manifest.json").read_text())
+        logged = [float(r["val/ca"]) for r in csv.DictReader(open(folder / "logs" / "metrics.csv")) if r.get("val/ca")]
+        kept = max(logged) if manifest["config"].get("keep", "best") == "best" else logged[-1]
+        assert manifest["metrics"]["dev_ca"] == pytest.approx(kept)
 
 
 @pytest.mark.parametrize("rows, message", [

@@ -196,7 +196,7 @@ def test_flat_dotted_defense_keys_change_one_setting_and_keep_the_rest(capsys):
 
 
 def test_pareto_front():
-    from w2s.sweeps.report import pareto
+    from w2s.pipeline.frontier import pareto
 
     points = [(0.1, 0.80), (0.05, 0.85), (0.5, 0.90), (0.05, 0.80), (0.6, 0.88), (0.5, 0.90)]
     assert pareto(points) == [1, 2, 5]           # (0.05, .85) and (0.5, .90) twice; the rest are beaten

@@ -2,8 +2,11 @@
 
     L = ce * CE(s, y) + kd * KD_T(t, s) + fa * FA(z, f) + amp * L_amp + attn * L_attn   (w2s.losses)
 
-with the weights moved over training by ``objective.schedule`` and ``f`` the pooled state of
-the student's layer ``objective.fa_layer`` (default the last).
+with the weights moved over training by ``objective.schedule``, ``f`` the state of the
+student's layer ``objective.fa_layer`` (default the last) pooled by ``objective.fa_pool``, and
+``z`` the teacher's feature, or with ``objective.fa_target: fitted`` that feature mapped by a
+ridge regression fitted at fit start on the training rows (clean for a defender) to the
+student's own pooled states.
 
 The clean-LoRA baseline is the same module with only ``ce`` (no teacher is loaded);
 Obliviate is ``ce`` + ``amp`` + ``attn``.
@@ -24,7 +27,8 @@ from teachers.model import TeacherModel
 from w2s.artifacts import atomic_folder
 from w2s.lit.base import OptimConfig
 from w2s.lit.student import StudentModule
-from w2s.losses.objective import LossInputs, ObjectiveConfig, compose
+from w2s.losses.objective import LossInputs, ObjectiveConfig, compose, pooled
+from w2s.losses.projection import fit_projection, project
 
 
 class UnlearnModule(StudentModule):
@@ -86,6 +90,25 @@ class UnlearnModule(StudentModule):
         self.teacher_logits = torch.stack([logits[i] for i in order])
         self.teacher_features = torch.stack([features[i] for i in order])
         self.teacher.to("cpu")  # not needed on the accelerator any more
+        if self.objective.fa_target == "fitted" and self.objective.fa > 0:
+            student = self.student_features(loader)
+            self.teacher_features = project(self.teacher_features, fit_projection(self.teacher_features, student))
+
+    @torch.no_grad()
+    def student_features(self, loader) -> torch.Tensor:
+        """``(N, H)`` the student's pooled states (``fa_layer``, ``fa_pool``) for every training
+        row in index order, before any update and without dropout."""
+        training = self.model.training
+        self.model.eval()
+        features = {}
+        for batch in loader:
+            ids, mask = batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device)
+            out = forward_with_features(self.model, ids, mask, self.decoder, layer=self.objective.fa_layer)
+            rows = pooled(self.objective, out.features, out.hidden, mask).float()
+            for i, index in enumerate(batch["index"].tolist()):
+                features[index] = rows[i]
+        self.model.train(training)
+        return torch.stack([features[i] for i in sorted(features)])
 
     def training_step(self, batch, batch_idx):
         out = forward_with_features(self.model, batch["input_ids"], batch["attention_mask"], self.decoder,

@@ -25,6 +25,30 @@ def feature_alignment_loss(teacher_features: Tensor, student_features: Tensor, n
     return (z - f).pow(2).sum(dim=-1).mean()
 
 
+def feature_alignment_tokens(teacher_features: Tensor, student_hidden: Tensor, attention_mask: Tensor,
+                             normalize: bool = False) -> Tensor:
+    """Every token aligned (``fa_pool: tokens``), per sample and without padding:
+
+        FA_tok = mean_i (1 / |T_i|) sum_{t in T_i} || z_i - h_{i, t} ||^2
+
+    with ``T_i`` the non-padding positions of row i.
+
+    Args:
+        teacher_features: ``(B, H)``.
+        student_hidden: ``(B, L, H)`` the aligned layer's states.
+        attention_mask: ``(B, L)``, 1 on real tokens.
+    """
+    if student_hidden.dim() != 3 or student_hidden.shape[::2] != teacher_features.shape:
+        raise ValueError(f"expected student hidden (B, L, H) matching teacher (B, H), got "
+                         f"{tuple(student_hidden.shape)} and {tuple(teacher_features.shape)}")
+    z, h = teacher_features.detach().float().unsqueeze(1), student_hidden.float()
+    if normalize:
+        z, h = F.normalize(z, dim=-1), F.normalize(h, dim=-1)
+    mask = attention_mask.float()
+    per_token = (z - h).pow(2).sum(dim=-1) * mask
+    return (per_token.sum(dim=1) / mask.sum(dim=1).clamp(min=1)).mean()
+
+
 def feature_alignment_reference(teacher_features: Tensor, student_hidden: Tensor, normalize: bool = False) -> Tensor:
     """The reference code's broadcasting form, kept for comparison (``fa_mode: compat``):
 

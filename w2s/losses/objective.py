@@ -13,12 +13,15 @@ from typing import Callable
 from torch import Tensor
 
 from w2s.losses.class_weights import weighted_cross_entropy
-from w2s.losses.feature_alignment import feature_alignment_loss, feature_alignment_reference
+from students.pooling import mean_pool
+from w2s.losses.feature_alignment import feature_alignment_loss, feature_alignment_reference, feature_alignment_tokens
 from w2s.losses.kd import kd_loss
 from w2s.losses.obliviate import amplification_loss, attention_loss
 from w2s.losses.schedule import TEACHER_TERMS, check_schedule, schedule_factors
 
 FA_MODES = ("per_sample", "compat")
+FA_POOLS = ("read", "mean", "tokens")
+FA_TARGETS = ("teacher", "fitted")
 
 
 @dataclass
@@ -46,8 +49,12 @@ class ObjectiveConfig:
     """Term weights and their options. Defaults: W2SDefense's reference BadNet weights, no
     Obliviate terms (the authors' weights: amp 3e-3, attn 3e-2). ``schedule`` moves the
     weights over training (``w2s.losses.schedule``); ``fa_layer`` is the student layer whose
-    pooled state is aligned (-1: the last, as in the paper; -k: k-th from the end;
-    0: the embeddings)."""
+    states are aligned (-1: the last, as in the paper; -k: k-th from the end; 0: the
+    embeddings); ``fa_pool`` how: ``read`` the state the head reads (the paper), ``mean`` the
+    mean over real tokens, ``tokens`` every real token against the teacher's vector;
+    ``fa_target`` against what: ``teacher`` the teacher's own projected feature (the paper),
+    ``fitted`` the teacher's feature mapped by a ridge regression fitted on the clean training
+    rows to the poisoned student's pooled states (``w2s.losses.projection``)."""
 
     ce: float = 5.0
     kd: float = 0.001
@@ -59,10 +66,15 @@ class ObjectiveConfig:
     normalize_features: bool = False
     schedule: str = "constant"
     fa_layer: int = -1
+    fa_pool: str = "read"
+    fa_target: str = "teacher"
 
     def __post_init__(self):
-        if self.fa_mode not in FA_MODES:
-            raise ValueError(f"unknown fa_mode {self.fa_mode!r}; valid: {', '.join(FA_MODES)}")
+        for key, valid in (("fa_mode", FA_MODES), ("fa_pool", FA_POOLS), ("fa_target", FA_TARGETS)):
+            if getattr(self, key) not in valid:
+                raise ValueError(f"unknown {key} {getattr(self, key)!r}; valid: {', '.join(valid)}")
+        if self.fa_mode == "compat" and (self.fa_pool, self.fa_target) != ("read", "teacher"):
+            raise ValueError("fa_mode compat is the reference code's own alignment: it takes no fa_pool or fa_target")
         check_schedule(self.schedule)
         for name in TERMS:
             if getattr(self, name) < 0:
@@ -93,7 +105,16 @@ def _kd(x: LossInputs, c: ObjectiveConfig) -> Tensor:
 def _fa(x: LossInputs, c: ObjectiveConfig) -> Tensor:
     if c.fa_mode == "compat":
         return feature_alignment_reference(x.teacher_features, x.student_hidden, c.normalize_features)
-    return feature_alignment_loss(x.teacher_features, x.student_features, c.normalize_features)
+    if c.fa_pool == "tokens":
+        return feature_alignment_tokens(x.teacher_features, x.student_hidden, x.attention_mask, c.normalize_features)
+    return feature_alignment_loss(x.teacher_features, pooled(c, x.student_features, x.student_hidden, x.attention_mask),
+                                  c.normalize_features)
+
+
+def pooled(c: ObjectiveConfig, features: Tensor, hidden: Tensor, attention_mask: Tensor) -> Tensor:
+    """The student's ``(B, H)`` feature under ``c.fa_pool`` (``tokens`` pools by the mean):
+    ``features`` the state the head reads, ``hidden`` ``(B, L, H)`` the aligned layer."""
+    return features if c.fa_pool == "read" else mean_pool(hidden, attention_mask)
 
 
 def _amp(x: LossInputs, c: ObjectiveConfig) -> Tensor:

@@ -85,12 +85,15 @@ class DefenseStage(TrainStage):
     ``defenses:``), whose defaults the entry's settings change; ``options`` are the method's
     own (e.g. fine-mixing's ``rho``). Most methods train LoRA on the poisoned student with
     ``objective`` (ce only: clean LoRA). ``quantization``: how this defense loads the
-    poisoned student; ``None`` takes ``student.quantization``, ``"none"`` forces full precision."""
+    poisoned student; ``None`` takes ``student.quantization``, ``"none"`` forces full precision.
+    ``teacher``: this defense's own teacher (a whole teacher stage: rows, epochs, model),
+    trained once per distinct setting; ``None`` shares the pipeline's ``teacher``."""
 
     method: Optional[str] = None
     objective: ObjectiveConfig = ObjectiveConfig(ce=1.0, kd=0.0, fa=0.0)
     lora: LoraSpec = LoraSpec(r=8)
     quantization: Optional[str] = None
+    teacher: Optional[TeacherStage] = None
     options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):

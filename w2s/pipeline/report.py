@@ -5,7 +5,9 @@ import csv
 import json
 from pathlib import Path
 
-COLUMNS = ("defense", "ca", "balanced_accuracy", "macro_f1", "asr", "asr_clean_correct", "asr_rows", "delta_ca",
+from w2s.pipeline.frontier import plot_frontier
+
+COLUMNS = ("defense", "ca", "dev_ca", "balanced_accuracy", "macro_f1", "asr", "asr_clean_correct", "asr_rows", "delta_ca",
            "delta_asr", "trainable_params", "wall_s", "peak_memory_mb", "detection_rate", "false_alarm_rate", "flags")
 COLLAPSE = 0.98  # a model giving one class for this share of the clean test rows has collapsed
 WEAK_BACKDOOR = 0.5  # clean LoRA below this ASR: the backdoor does not survive clean fine-tuning
@@ -18,7 +20,7 @@ def result_rows(manifests: dict[str, dict]) -> list[dict]:
     for name, manifest in manifests.items():
         m = manifest["metrics"]
         collapsed = m.get("majority_share", 0.0) >= COLLAPSE
-        rows.append({"defense": name, "ca": m["ca"], "balanced_accuracy": m.get("balanced_accuracy"),
+        rows.append({"defense": name, "ca": m["ca"], "dev_ca": m.get("dev_ca"), "balanced_accuracy": m.get("balanced_accuracy"),
                      "macro_f1": m.get("macro_f1"), "asr": m["asr"], "asr_clean_correct": m.get("asr_clean_correct"),
                      "asr_rows": manifest.get("info", {}).get("asr_rows"), "delta_ca": m["ca"] - base["ca"],
                      "delta_asr": m["asr"] - base["asr"], "trainable_params": manifest["trainable_params"],
@@ -68,11 +70,11 @@ def _number(value, fmt: str = ".3f") -> str:
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["| defense | CA | bal. acc | macro-F1 | ASR | ASR (clean-correct) | ASR rows | ΔCA | ΔASR | "
+    lines = ["| defense | CA | dev CA | bal. acc | macro-F1 | ASR | ASR (clean-correct) | ASR rows | ΔCA | ΔASR | "
              "trainable params | wall time (s) | peak mem (MiB) | flags |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['defense']} | {r['ca']:.3f} | {_number(r['balanced_accuracy'])} | {_number(r['macro_f1'])} | "
+        lines.append(f"| {r['defense']} | {r['ca']:.3f} | {_number(r['dev_ca'])} | {_number(r['balanced_accuracy'])} | {_number(r['macro_f1'])} | "
                      f"{r['asr']:.3f} | {_number(r['asr_clean_correct'])} | {_number(r['asr_rows'], 'd')} | "
                      f"{r['delta_ca']:+.3f} | {r['delta_asr']:+.3f} | {r['trainable_params']:,} | {r['wall_s']:.0f} | "
                      f"{_number(r['peak_memory_mb'], ',.0f')} | {r['flags']} |")
@@ -80,7 +82,8 @@ def markdown(rows: list[dict]) -> str:
 
 
 def write_report(rows: list[dict], folder: Path, title: str, lines: list[str] = ()) -> None:
-    """``results.md``, ``results.csv``, ``results.png`` and ``summary.json`` (:func:`summary`)."""
+    """``results.md``, ``results.csv``, ``results.png``, ``frontier.png`` (:func:`frontier`) and
+    ``summary.json`` (:func:`summary`)."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "summary.json").write_text(json.dumps(summary(rows), indent=1))
     (folder / "results.md").write_text(f"# {title}\n\n{markdown(rows)}" + "".join(f"\n{n}\n" for n in lines))
@@ -89,6 +92,17 @@ def write_report(rows: list[dict], folder: Path, title: str, lines: list[str] = 
         writer.writeheader()
         writer.writerows({k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()} for r in rows)
     plot(rows, folder / "results.png", title)
+    frontier(rows, folder / "frontier.png", title)
+
+
+def frontier(rows: list[dict], path: Path, title: str) -> None:
+    """Each defense at (ASR among clean-correct rows, or ASR where one is n/a; CA), the Pareto
+    front joined: the trade-off between settings at a glance."""
+    defenses = [r for r in rows if r["defense"] != "poisoned" and not r["defense"].startswith("teacher")]
+    clean_correct = all(r["asr_clean_correct"] is not None for r in defenses)
+    key = "asr_clean_correct" if clean_correct else "asr"
+    plot_frontier([(r[key], r["ca"]) for r in defenses], [r["defense"] for r in defenses], path, title,
+                  f"{'ASR among clean-correct rows' if clean_correct else 'ASR'} (lower is better)")
 
 
 def plot(rows: list[dict], path: Path, title: str) -> None:

@@ -1,14 +1,14 @@
 """Run the whole study from one config, reusing every stage whose inputs did not change."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import json
+from dataclasses import replace
+from pathlib import Path
 
 from w2s.attacks import attack_class
 from w2s.data.registry import dataset_name, get_dataset
 from w2s.pipeline import stages
-from w2s.pipeline.config import PipelineConfig
+from w2s.pipeline.config import PipelineConfig, TeacherStage
 from w2s.pipeline.report import markdown, notes, result_rows, write_report
 from w2s.pipeline.runs import fingerprint, load_manifest, stage, to_jsonable
 from w2s.pipeline.tracking import log_results, tracking_run
@@ -34,6 +34,8 @@ def _check_rows(config: PipelineConfig) -> None:
               "teacher.train_rows": (config.dataset, config.teacher.train_rows),
               "defense_rows": (config.dataset, config.defense_rows),
               "defense_dev_rows": (config.dataset, config.defense_dev_rows)}
+    ranges |= {f"defenses.{name}.teacher.train_rows": (config.dataset, d.teacher.train_rows)
+               for name, d in config.defenses.items() if d.teacher is not None}
     sizes = {_key(dataset): len(get_dataset(dataset).load("train")) for dataset, rows in ranges.values() if rows}
     for key, (dataset, rows) in ranges.items():
         if rows is None:
@@ -65,23 +67,35 @@ def _run(config: PipelineConfig, root: Path, report: Path, tracker) -> list[dict
     manifests = {"poisoned": _run_stage(
         root / "poisoned", "poisoned", shared | {"student": config.student, "poison": config.poison}, data,
         config.seed, tracker, lambda run: stages.poison(config, run))}
-    needs_teacher = any(d.objective.needs_teacher for d in config.defenses.values())
-    if needs_teacher:
-        manifests["teacher"] = _run_stage(
-            root / "teacher", "teacher", shared | {"student": config.student.name, "teacher": config.teacher},
-            data, config.seed, tracker, lambda run: stages.teacher(config, run))
+    teachers: dict[Path, str] = {}  # teacher folder -> its row in the table
+
+    def teacher(spec: TeacherStage, owner: str) -> Path:
+        """The teacher stage ``spec``, trained once per distinct setting (the pipeline's own
+        ``teacher``, or ``teacher-OWNER`` for the first defense with its own): its folder."""
+        shared_teacher = spec == config.teacher
+        folder = root / "teacher" if shared_teacher else root / "teachers" / fingerprint(spec)
+        if folder not in teachers:
+            teachers[folder] = "teacher" if shared_teacher else f"teacher-{owner}"
+            manifests[teachers[folder]] = _run_stage(
+                folder, "teacher", shared | {"student": config.student.name, "teacher": spec}, data, config.seed,
+                tracker, lambda run: stages.teacher(replace(config, teacher=spec), run))
+        return folder
+
+    teacher_folders = {name: teacher(d.teacher or config.teacher, name)
+                       for name, d in config.defenses.items() if d.objective.needs_teacher}
     for name, defense in config.defenses.items():
         inputs = {"poisoned": manifests["poisoned"]["key"]}
-        if defense.objective.needs_teacher:
-            inputs["teacher"] = manifests["teacher"]["key"]
+        teacher_folder = teacher_folders.get(name)
+        if teacher_folder:
+            inputs["teacher"] = manifests[teachers[teacher_folder]]["key"]
         defense_config = shared | {"defense": defense, "rows": config.defense_rows, "dev_rows": config.defense_dev_rows,
                                    "poisoned_data": config.defense_data_poisoned, "student": config.student}
         folder = root / "defenses" / (f"{name}-{fingerprint([defense_config, inputs])}" if config.report_dir else name)
         manifests[name] = _run_stage(
             folder, name, defense_config, inputs | data, config.seed, tracker,
-            lambda run, name=name, defense=defense: defense.defense.run(
+            lambda run, name=name, defense=defense, teacher_folder=teacher_folder: defense.defense.run(
                 config, run, name, defense, root / "poisoned" / "model",
-                root / "teacher" / "model" if defense.objective.needs_teacher else None))
+                teacher_folder / "model" if teacher_folder else None))
 
     clean_lora = [name for name, d in config.defenses.items() if d.is_clean_lora]
     rows = result_rows(manifests)
@@ -92,5 +106,5 @@ def _run(config: PipelineConfig, root: Path, report: Path, tracker) -> list[dict
     lines = notes(manifests, clean_lora)
     write_report(rows, report, title, lines)
     print(f"\n{title}\n\n{markdown(rows)}" + "".join(f"\n{n}" for n in lines) + ("\n" if lines else "")
-          + f"\nwritten: {report / 'results.md'}, {report / 'results.csv'}, {report / 'results.png'}")
+          + f"\nwritten: {', '.join(str(report / f) for f in ('results.md', 'results.csv', 'results.png', 'frontier.png'))}")
     return rows

@@ -44,8 +44,8 @@ def make_trainer(config: PipelineConfig, run: StageRun, stage: TrainStage, name:
 def trigger_tokenizers(config: PipelineConfig) -> list[str]:
     """Every tokenizer of the run: a trigger must survive all of them to count."""
     names = [config.student.name]
-    if any(d.objective.needs_teacher for d in config.defenses.values()):
-        names.append(config.teacher.model)
+    names += dict.fromkeys((d.teacher or config.teacher).model for d in config.defenses.values()
+                           if d.objective.needs_teacher)
     return names
 
 
@@ -66,10 +66,11 @@ def fit_and_test(config: PipelineConfig, run: StageRun, name: str, module: Class
     pl.seed_everything(config.seed, verbose=False)
     trainer = make_trainer(config, run, stage, name)
     trainer.fit(module, train)
+    dev_ca = kept_dev_ca(trainer)
     evaluation = evaluation or train
     clean, triggered = trainer.test(module, evaluation, verbose=False)
     cc = triggered.get("test/asr_clean_correct")  # absent: pre-paraphrased trigger (originals unknown)
-    run.metrics = {"ca": clean["test/ca"], "balanced_accuracy": clean["test/balanced_accuracy"],
+    run.metrics = {"ca": clean["test/ca"], "dev_ca": dev_ca, "balanced_accuracy": clean["test/balanced_accuracy"],
                    "macro_f1": clean["test/macro_f1"], "asr": triggered["test/asr"],
                    "asr_clean_correct": None if cc is None or math.isnan(cc) else cc,
                    "majority_share": clean["test/majority_share"]}
@@ -85,6 +86,14 @@ def fit_and_test(config: PipelineConfig, run: StageRun, name: str, module: Class
         print(f"w2s: {name}: warning: {warning}", file=sys.stderr, flush=True)
     run.trainable_params = sum(p.numel() for p in module.parameters() if p.requires_grad)
     return clean, triggered
+
+
+def kept_dev_ca(trainer: pl.Trainer) -> float | None:
+    """Clean dev accuracy of the weights the stage keeps: the best epoch's under ``keep: best``,
+    else the last validation's (None without validation). What settings are chosen on."""
+    restore = next((c for c in trainer.callbacks if isinstance(c, RestoreBest)), None)
+    value = restore.best_score if restore is not None else trainer.callback_metrics.get("val/ca")
+    return None if value is None else float(value)
 
 
 def poison(config: PipelineConfig, run: StageRun) -> None:

@@ -6,6 +6,7 @@ import csv
 import math
 from pathlib import Path
 
+from w2s.pipeline.frontier import plot_frontier
 from w2s.sweeps.spec import SweepSpec
 
 SHOWN = ("ca", "asr", "asr_clean_correct")  # the metric's stage's columns shown beside the metric
@@ -57,42 +58,15 @@ def write_trials(rows: list[dict], spec: SweepSpec, folder: Path) -> str:
     return f"\n{title}\n\n{table}\nwritten: {folder / 'sweep.md'}, {folder / 'sweep.csv'}, {folder / 'sweep.png'}"
 
 
-def pareto(points: list[tuple[float, float]]) -> list[int]:
-    """Indices of the (ASR, CA) points no other point beats: none has ASR <= and CA >= with one
-    of them strictly (lower ASR and higher CA are better)."""
-    return [i for i, (asr, ca) in enumerate(points)
-            if not any(a <= asr and c >= ca and (a, c) != (asr, ca) for a, c in points)]
-
-
 def plot(rows: list[dict], spec: SweepSpec, path: Path) -> None:
     """Each finished trial at (ASR among clean-correct rows, or ASR; CA) of the metric's stage,
     numbered; the Pareto front joined, the best trial by the metric ringed."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     stage = spec.stage
     done = [r for r in rows if r[spec.metric] is not None and r.get(f"{stage}/ca") is not None]
     asr = f"{stage}/asr_clean_correct" if all(r.get(f"{stage}/asr_clean_correct") is not None for r in done) \
         else f"{stage}/asr"
     done = [r for r in done if r.get(asr) is not None]
-    points = [(r[asr], r[f"{stage}/ca"]) for r in done]
-    fig, ax = plt.subplots(figsize=(5.5, 4.2))
-    ax.scatter([x for x, _ in points], [y for _, y in points], color="#4C72B0", s=30, zorder=3)
-    for r, (x, y) in zip(done, points):
-        ax.annotate(str(r["trial"]), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
-    front = sorted(points[i] for i in pareto(points))
-    if front:
-        ax.plot(*zip(*front), color="#55A868", zorder=2, label="Pareto front")
-        ax.scatter(*points[0], s=140, facecolors="none", edgecolors="#C44E52", zorder=4)
-        ax.legend(fontsize=8, loc="lower right")
-    ax.set_xlabel(f"{asr} (lower is better)")
-    ax.set_ylabel(f"{stage}/ca (higher is better)")
-    ax.set_xlim(-0.03, 1.03)
-    ax.set_title(f"sweep {spec.name} ({spec.method}, {len(done)} finished trials)\n"
-                 f"ringed: the best by {spec.goal} {spec.metric}", fontsize=9)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    plot_frontier([(r[asr], r[f"{stage}/ca"]) for r in done], [str(r["trial"]) for r in done], path,
+                  f"sweep {spec.name} ({spec.method}, {len(done)} finished trials)\n"
+                  f"ringed: the best by {spec.goal} {spec.metric}", f"{asr} (lower is better)",
+                  f"{stage}/ca (higher is better)", ringed=0 if done else None)
