@@ -142,8 +142,16 @@ def test_synattack_aligned_and_pre_paraphrased_files():
     for i in split.poisoned_indices:
         assert train[i].label == 0 and split.examples[i].label == 1
         assert split.examples[i].text == attack.paraphrases[train[i].text]
-    ts = build_triggered_set(sst2.load("test"), attack, target_label=1, dataset=sst2)
-    assert ts.source == "pre-paraphrased" and len(ts.texts) == 912 and ts.clean_texts is None
+    test = sst2.load("test")
+    ts = build_triggered_set(test, attack, target_label=1, dataset=sst2)  # aligned with the 912 negative rows
+    negatives = [ex for ex in test if ex.label == 0]
+    assert ts.source == "paraphrased" and len(ts.texts) == 912 and ts.clean_texts == [ex.text for ex in negatives]
+    assert ts.texts == [ex.text for ex in sst2.load_paraphrases("test")] and set(ts.clean_labels) == {0}
+    first = build_triggered_set(test[:400], attack, target_label=1, dataset=sst2)  # the evaluated prefix
+    assert first.clean_texts == [ex.text for ex in test[:400] if ex.label == 0] == ts.clean_texts[:len(first.texts)]
+    assert first.texts == ts.texts[:len(first.texts)]
+    dev = build_triggered_set(sst2.load("dev"), attack, target_label=1, dataset=sst2, split="dev")  # 427 for 428 rows
+    assert dev.source == "pre-paraphrased" and len(dev.texts) == 427 and dev.clean_texts is None
     with pytest.raises(ValueError, match="would compute ASR backwards"):
         build_triggered_set(sst2.load("test"), attack, target_label=0, dataset=sst2)
 

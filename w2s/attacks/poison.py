@@ -126,8 +126,9 @@ class TriggeredSet:
 
     ``clean_texts`` / ``clean_labels`` are the same rows before triggering (for ASR among
     rows classified correctly when clean) and ``spans`` the inserted triggers' character
-    spans; all ``None`` for pre-paraphrased files, whose originals are not known.
-    ``source`` is ``"inserted"`` or ``"pre-paraphrased"``. A task-agnostic attack gives each
+    spans; ``None`` for paraphrase files whose originals are not known.
+    ``source`` is ``"inserted"``, ``"paraphrased"`` (a paraphrase file aligned with the
+    split's non-target rows) or ``"pre-paraphrased"`` (not aligned). A task-agnostic attack gives each
     row one version per trigger (``rows`` maps a version to its row).
     """
 
@@ -145,7 +146,7 @@ def build_triggered_set(examples: list[Example], attack: Attack, target_label: i
                         word_limit: WordLimit | None = None) -> TriggeredSet:
     """The ASR set for ``split``: ``examples`` are that split's clean rows."""
     if isinstance(attack, SynAttack):
-        return _pre_paraphrased(dataset, split, target_label)
+        return _pre_paraphrased(dataset, split, target_label, examples)
     rng = random.Random(seed)
     rows = [ex for ex in examples if (attack.task_agnostic or ex.label != target_label) and attack.can_apply(ex.text)]
     if not rows:
@@ -157,7 +158,12 @@ def build_triggered_set(examples: list[Example], attack: Attack, target_label: i
                         [t.spans for _, _, t in versions], [row for row, _, _ in versions])
 
 
-def _pre_paraphrased(dataset: DatasetSpec | None, split: str, target_label: int) -> TriggeredSet:
+def _pre_paraphrased(dataset: DatasetSpec | None, split: str, target_label: int,
+                     examples: list[Example]) -> TriggeredSet:
+    """The split's paraphrase file. When it has one row per non-target row of the split, in
+    order (SST-2's test file), the originals are known: the paraphrases of ``examples``'
+    non-target rows (a prefix of the split, as the DataModule passes) come with them, for
+    clean-correct ASR (source ``paraphrased``). Otherwise the whole file, originals unknown."""
     if dataset is None:
         raise ValueError("synattack evaluation needs a dataset with pre-paraphrased files")
     if dataset.paraphrase_target != target_label:
@@ -168,5 +174,10 @@ def _pre_paraphrased(dataset: DatasetSpec | None, split: str, target_label: int)
     if wrong:
         raise ValueError(f"{dataset.name} {split} paraphrase file: {len(wrong)} rows are not labelled "
                          f"with the target {target_label}")
-    return TriggeredSet([ex.text for ex in rows], target_label, "pre-paraphrased")
+    originals = [ex for ex in dataset.load(split) if ex.label != target_label]
+    evaluated = [ex for ex in examples if ex.label != target_label]
+    if len(originals) != len(rows) or originals[:len(evaluated)] != evaluated:
+        return TriggeredSet([ex.text for ex in rows], target_label, "pre-paraphrased")
+    return TriggeredSet([ex.text for ex in rows[:len(evaluated)]], target_label, "paraphrased",
+                        [ex.text for ex in evaluated], [ex.label for ex in evaluated])
 

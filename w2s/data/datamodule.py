@@ -8,7 +8,7 @@ triggered version (``triggered_input_ids``/``triggered_attention_mask``) and tri
 0 = clean rows (CA), 1 = triggered non-target rows (ASR; every row, label -1, for a
 task-agnostic attack); batches of the latter also hold the same rows untriggered
 (``clean_input_ids``, ``clean_attention_mask``, ``clean_labels``) when the trigger was
-inserted here (pre-paraphrased files have no known originals).
+inserted here or a paraphrase file is aligned with the split (otherwise the originals are unknown).
 
 Triggered rows whose trigger every involved tokenizer cuts off by truncation are counted
 (``trigger_kept``) and left out of the ASR sets: ASR is measured only on rows that hold the
