@@ -192,3 +192,16 @@ def test_within_max_length_keeps_triggers_among_the_leading_words():
     # without a limit it draws like `random` (over the whole text)
     assert max(BadNet(position="within_max_length").apply(text, random.Random(s)).split().index("mn")
                for s in range(20)) > 10
+
+
+def test_poisoned_rows_follow_the_run_seed():
+    from w2s.pipeline.config import PipelineConfig
+
+    assert PipelineConfig(seed=3).attack.seed == 3                                   # None: the run's seed
+    assert PipelineConfig(seed=3, attack=PoisonConfig(seed=5)).attack.seed == 5      # unless pinned
+    sst2 = get_dataset("sst2")
+    train, attack = sst2.load("train")[:500], build_attack(PoisonConfig(attack="badnet"), sst2)
+    rows = {seed: poison_examples(train, attack, PoisonConfig(count=20, seed=seed)).poisoned_indices
+            for seed in (0, 1)}
+    assert rows[0] != rows[1]
+    assert poison_examples(train, attack, PoisonConfig(count=20, seed=0)).poisoned_indices == rows[0]

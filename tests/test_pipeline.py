@@ -227,3 +227,19 @@ def test_report_names_each_data_warning_once_with_its_stages():
     manifest = {"metrics": {"ca": 0.9, "asr": 0.9, "majority_share": 0.5}, "info": {"warnings": [warning]}}
     assert notes({"poisoned": manifest, "lora": manifest}, clean_lora=["lora"]) == [
         f"warning (poisoned, lora): {warning}"]
+
+
+def test_report_dir_keeps_every_stage_by_its_settings(tmp_path, task, models, capsys):
+    """With ``report_dir`` (sweep trials over the seed or the attack) the poisoned student and
+    teacher live in folders named by their settings and seed: another seed never overwrites
+    them, and going back to the first reuses everything."""
+    config, runs = write_config(tmp_path, task), tmp_path / "runs"
+    for seed, report in ((0, "a"), (1, "b"), (0, "c")):
+        assert run(config, models, runs, f"--seed={seed}", f"--report_dir={tmp_path / report}") == 0
+    out = capsys.readouterr().out.split("written:")
+    assert out[0].count("training") == out[1].count("training") == 4
+    assert out[2].count("training") == 0 and out[2].count("up to date, reused") == 4
+    stages = sorted(p.name.split("-")[0] for p in (runs / "tiny" / "stages").iterdir())
+    assert stages == ["poisoned", "poisoned", "teacher", "teacher"]
+    assert not (runs / "tiny" / "poisoned").exists()
+    assert (tmp_path / "a" / "results.csv").read_text() == (tmp_path / "c" / "results.csv").read_text()

@@ -201,3 +201,36 @@ def test_pareto_front():
     points = [(0.1, 0.80), (0.05, 0.85), (0.5, 0.90), (0.05, 0.80), (0.6, 0.88), (0.5, 0.90)]
     assert pareto(points) == [1, 2, 5]           # (0.05, .85) and (0.5, .90) twice; the rest are beaten
     assert pareto([]) == [] and pareto([(0.3, 0.7)]) == [0]
+
+
+def test_over_seeds_mean_spread_delta_and_target():
+    from w2s.sweeps.seeds import over_seeds
+
+    def summary(lora_ca, w2s_ca, w2s_cc):
+        return {"poisoned/ca": 0.85, "poisoned/wall_s": 1800.0, "lora/ca": lora_ca, "lora/asr_clean_correct": 0.99,
+                "lora/wall_s": 900.0, "w2s/ca": w2s_ca, "w2s/asr_clean_correct": w2s_cc, "w2s/asr": 0.1,
+                "w2s/wall_s": 900.0}
+
+    trials = [{"values": {"attack.attack": "badnet", "seed": 0}, "summary": summary(0.88, 0.87, 0.02)},
+              {"values": {"attack.attack": "badnet", "seed": 1}, "summary": summary(0.90, 0.89, 0.04)},
+              {"values": {"attack.attack": "insent", "seed": 0}, "summary": summary(0.90, 0.86, 0.10)}]
+    rows = {(r["attack.attack"], r["row"]): r for r in over_seeds(trials)}
+    badnet, insent = rows[("badnet", "w2s")], rows[("insent", "w2s")]
+    assert badnet["seeds"] == 2 and badnet["ca"] == "0.880 ± 0.014" and badnet["asr_clean_correct"] == "0.030 ± 0.014"
+    assert badnet["ΔCA vs lora"] == "-0.010 ± 0.000" and badnet["target"] == "met"
+    assert badnet["hours per seed"] == "1.00" and "seed" not in badnet
+    assert insent["seeds"] == 1 and insent["ca"] == "0.860" and insent["ΔCA vs lora"] == "-0.040"
+    assert insent["target"] == "missed: clean-correct ASR 0.050 over 0.05; CA 3.0 pt short"
+    assert rows[("badnet", "lora")]["target"] == "" and rows[("badnet", "poisoned")]["asr"] == "n/a"
+
+
+def test_a_sweep_over_seeds_writes_the_spread(tmp_path, fake_pipeline, capsys):
+    sweep = write_sweep(tmp_path, {"seed": {"values": [0, 1, 2]},
+                                   "defenses.w2s.objective.fa": {"values": [0.0, 1.0]}})
+    run_sweep(str(sweep))
+    assert len(fake_pipeline.calls) == 6
+    folder = tmp_path / "runs" / "embedded_clean" / "sweeps" / "grid"
+    table = (folder / "seeds.md").read_text()
+    assert "| 0 | w2s | 3 | 0.800 ± 0.000 | n/a | 0.000 ± 0.000 |" in table
+    assert "| 1 | w2s | 3 | 0.800 ± 0.000 | n/a | 1.000 ± 0.000 |" in table
+    assert "mean ± sd over seeds" in capsys.readouterr().out and (folder / "seeds.csv").is_file()

@@ -32,7 +32,8 @@ class PoisonConfig:
     """How to poison. Give exactly one of ``count`` (rows) and ``poison_rate`` (share of
     the rows being poisoned: a stage's ``train_rows`` are cut first, so the count is what
     that stage trains on). ``selection='first'`` takes the first eligible rows (the reference
-    code); ``'random'`` samples them with ``seed``."""
+    code); ``'random'`` samples them with ``seed`` (``None``: the run's seed, so that runs
+    with different seeds poison different rows; 0 outside a run)."""
 
     attack: str = "badnet"
     mode: str = "clean-label"
@@ -40,7 +41,7 @@ class PoisonConfig:
     count: int | None = 1000
     poison_rate: float | None = None
     selection: str = "random"
-    seed: int = 0
+    seed: int | None = None
     attack_args: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
@@ -97,7 +98,7 @@ class PoisonedSplit:
 def poison_examples(examples: list[Example], attack: Attack, config: PoisonConfig,
                     word_limit: WordLimit | None = None) -> PoisonedSplit:
     """Trigger ``config.num_poisoned(len(examples))`` eligible rows (see module docstring)."""
-    rng = random.Random(config.seed)
+    rng = random.Random(config.seed or 0)  # None outside a run (which sets its own seed): 0
     clean_label = config.mode == "clean-label"
     eligible = [i for i, ex in enumerate(examples)
                 if (ex.label == config.target_label) == clean_label and attack.can_apply(ex.text)]

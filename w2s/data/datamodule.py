@@ -17,7 +17,7 @@ trigger (``w2s.data.truncation``).
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional, Union
 
 import pytorch_lightning as pl
@@ -80,7 +80,7 @@ class W2SDataModule(pl.LightningDataModule):
                 raise ValueError(f"{key} must be [start, stop) with 0 <= start < stop, got {rows}")
         self.save_hyperparameters()
         self.spec = get_dataset(dataset)
-        self.attack = attack
+        self.attack = attack if attack.seed is not None else replace(attack, seed=seed)  # None: the run's seed
         self.train_rows, self.eval_rows = train_rows, eval_rows
         self.poison_train, self.seed = poison_train, seed
         self.dev_rows, self.blind = dev_rows, blind or dev_rows is not None

@@ -247,3 +247,5 @@ class PipelineConfig:
                 raise ValueError(f"defenses: invalid name {name!r} (letters, digits, -, _ and +; "
                                  f"not 'poisoned' or 'teacher')")
         object.__setattr__(self, "defenses", resolve_defenses(self.defenses))
+        if self.attack.seed is None:  # the poisoned rows follow the run's seed
+            object.__setattr__(self, "attack", replace(self.attack, seed=self.seed))

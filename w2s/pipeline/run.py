@@ -64,21 +64,28 @@ def _run(config: PipelineConfig, root: Path, report: Path, tracker) -> list[dict
               "eval_rows": config.eval_rows, "precision": config.trainer.precision}
     data = {_key(d): get_dataset(d).digest() for d in (config.dataset, config.poison.dataset or config.dataset)}
 
-    manifests = {"poisoned": _run_stage(
-        root / "poisoned", "poisoned", shared | {"student": config.student, "poison": config.poison}, data,
-        config.seed, tracker, lambda run: stages.poison(config, run))}
+    def place(name: str, settings) -> Path:
+        """``root/name``; with ``report_dir`` (runs that share stages, e.g. sweep trials over the
+        attack or the seed) ``root/stages/name-HASH``, named by the settings and the seed."""
+        return root / "stages" / f"{name}-{fingerprint([settings, config.seed])}" if config.report_dir else root / name
+
+    poison_config = shared | {"student": config.student, "poison": config.poison}
+    poisoned = place("poisoned", poison_config)
+    manifests = {"poisoned": _run_stage(poisoned, "poisoned", poison_config, data, config.seed, tracker,
+                                        lambda run: stages.poison(config, run))}
     teachers: dict[Path, str] = {}  # teacher folder -> its row in the table
 
     def teacher(spec: TeacherStage, owner: str) -> Path:
         """The teacher stage ``spec``, trained once per distinct setting (the pipeline's own
         ``teacher``, or ``teacher-OWNER`` for the first defense with its own): its folder."""
         shared_teacher = spec == config.teacher
-        folder = root / "teacher" if shared_teacher else root / "teachers" / fingerprint(spec)
+        teacher_config = shared | {"student": config.student.name, "teacher": spec}
+        folder = place("teacher", teacher_config) if shared_teacher else root / "teachers" / fingerprint(
+            [teacher_config, config.seed])
         if folder not in teachers:
             teachers[folder] = "teacher" if shared_teacher else f"teacher-{owner}"
-            manifests[teachers[folder]] = _run_stage(
-                folder, "teacher", shared | {"student": config.student.name, "teacher": spec}, data, config.seed,
-                tracker, lambda run: stages.teacher(replace(config, teacher=spec), run))
+            manifests[teachers[folder]] = _run_stage(folder, "teacher", teacher_config, data, config.seed, tracker,
+                                                     lambda run: stages.teacher(replace(config, teacher=spec), run))
         return folder
 
     teacher_folders = {name: teacher(d.teacher or config.teacher, name)
@@ -94,7 +101,7 @@ def _run(config: PipelineConfig, root: Path, report: Path, tracker) -> list[dict
         manifests[name] = _run_stage(
             folder, name, defense_config, inputs | data, config.seed, tracker,
             lambda run, name=name, defense=defense, teacher_folder=teacher_folder: defense.defense.run(
-                config, run, name, defense, root / "poisoned" / "model",
+                config, run, name, defense, poisoned / "model",
                 teacher_folder / "model" if teacher_folder else None))
 
     clean_lora = [name for name, d in config.defenses.items() if d.is_clean_lora]

@@ -25,6 +25,7 @@ from typing import Any
 from w2s.pipeline.report import NUMERIC
 from w2s.pipeline.runs import fingerprint, to_jsonable
 from w2s.sweeps.report import trial_rows, write_trials
+from w2s.sweeps.seeds import SEED, over_seeds, write_seeds
 from w2s.sweeps.spec import SweepError, SweepSpec, load_sweep
 
 HEARTBEAT_S, GRACE_S = 10, 60
@@ -198,6 +199,11 @@ def run_sweep(file: str, trials: int | None = None, parallel: int = 1, storage: 
         if rest > 0:
             workers = min(parallel, rest)
             _spawn(file, storage, folder, [rest // workers + (i < rest % workers) for i in range(workers)], seed)
-    rows = trial_rows(study.get_trials(deepcopy=False), spec)
+    trials = study.get_trials(deepcopy=False)
+    rows = trial_rows(trials, spec)
     print(write_trials(rows, spec, folder))
+    if any(p.name == SEED for p in spec.parameters):
+        done = [{"values": t.user_attrs["values"], "summary": t.user_attrs["summary"]} for t in trials
+                if t.state.name == "COMPLETE"]
+        print(write_seeds(over_seeds(done), folder, f"sweep {spec.name}: mean ± sd over seeds"))
     return rows
