@@ -1,6 +1,7 @@
 from w2s.defenses.base import Defense, register_defense
 
-W2S_OBJECTIVE = {"ce": 1.0, "kd": 1.0, "fa": 10.0, "normalize_features": True}
+# Chosen trigger-blind on BadNet SST-2 (docs/levers.md): the teacher's terms decay to 0 over training.
+W2S_OBJECTIVE = {"ce": 1.0, "kd": 1.0, "fa": 10.0, "normalize_features": True, "schedule": "decay"}
 
 
 @register_defense("w2s")
