@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sys
 import warnings
+from argparse import ArgumentError
 from collections import Counter
 from typing import Any, Optional
 
@@ -102,12 +103,37 @@ def stage_cli(stage: str, args: list[str]) -> None:
              save_config_kwargs={"overwrite": True})
 
 
+def _parser(**kwargs) -> ArgumentParser:
+    """A parser that raises ``ArgumentError`` (one line, exit 2 in :func:`main`) instead of
+    printing its usage text."""
+    return ArgumentParser(exit_on_error=False, **kwargs)
+
+
+def check_config_files(args: list[str]) -> None:
+    """Each ``--config FILE`` exists and is YAML; errors as ``FILE:LINE: problem``."""
+    import yaml
+
+    files = [args[i + 1] for i, a in enumerate(args[:-1]) if a == "--config"]
+    files += [a.split("=", 1)[1] for a in args if a.startswith("--config=")]
+    for path in files:
+        try:
+            yaml.safe_load(open(path))
+        except OSError as err:
+            raise ValueError(f"{path}: {err.strerror.lower()}") from None
+        except yaml.MarkedYAMLError as err:
+            mark = err.problem_mark or err.context_mark
+            context = f" ({err.context} at line {err.context_mark.line + 1})" if err.context and err.context_mark else ""
+            raise ValueError(f"{path}:{mark.line + 1}: {err.problem or err.context}{context}") from None
+        except yaml.YAMLError as err:
+            raise ValueError(f"{path}: not YAML ({' '.join(str(err).split())})") from None
+
+
 def pipeline_parser() -> ArgumentParser:
     from w2s.defenses import DEFENSES
     from w2s.pipeline.config import PipelineConfig, default_defenses
     from w2s.pipeline.runs import to_jsonable
 
-    parser = ArgumentParser(prog="w2s pipeline", description="attack -> teacher -> poisoned student -> "
+    parser = _parser(prog="w2s pipeline", description="attack -> teacher -> poisoned student -> "
                             "defenses -> CA/ASR table, from one YAML (stages whose inputs did not change are reused).")
     parser.add_argument("--config", action=ActionConfigFile, help="experiment YAML (see experiments/)")
     parser.add_class_arguments(PipelineConfig, None, skip={"defenses"})
@@ -162,9 +188,36 @@ def pipeline_config(parser: ArgumentParser, parsed, overrides: dict[str, Any]):
             entry[part] = dict(entry[part]) if isinstance(entry.get(part), dict) else {}
             entry = entry[part]
         entry[path[-1]] = value
+    try:
+        return PipelineConfig(**_arguments(_instantiate(parser, parsed).pipeline))
+    except (ValueError, TypeError) as err:
+        section = _failing_section(parsed.pipeline)  # the key the message names, if it names none
+        raise ValueError(f"{section + ': ' if section else ''}{' '.join(str(err).split())}") from None
+
+
+def _instantiate(parser: ArgumentParser, parsed):
     # newer jsonargparse releases name it instantiate, older ones instantiate_classes
-    instantiate = getattr(parser, "instantiate", None) or parser.instantiate_classes
-    return PipelineConfig(**_arguments(instantiate(parsed).pipeline))
+    return (getattr(parser, "instantiate", None) or parser.instantiate_classes)(parsed)
+
+
+def _failing_section(namespace) -> Optional[str]:
+    """The first settings section (``teacher``, ``attack``, ...) of a parsed pipeline command
+    that fails on its own: the key an error message names."""
+    from dataclasses import is_dataclass
+    from typing import get_type_hints
+
+    from w2s.pipeline import PipelineConfig
+
+    for name, kind in get_type_hints(PipelineConfig).items():
+        if not (isinstance(kind, type) and is_dataclass(kind)) or name not in namespace:
+            continue
+        section = _parser()
+        section.add_class_arguments(kind, name)
+        try:
+            _instantiate(section, section.parse_object({name: namespace[name].as_dict()}))
+        except (ValueError, TypeError, ArgumentError):
+            return name
+    return None
 
 
 def resolved_config(args: list[str]):
@@ -207,25 +260,25 @@ def list_defenses() -> None:
 
 
 def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog="w2s", description="Backdoor unlearning by weak-to-strong distillation.")
+    parser = _parser(prog="w2s", description="Backdoor unlearning by weak-to-strong distillation.")
     commands = parser.add_subcommands(dest="command")
 
-    data = ArgumentParser(description="Inspect data files and poisoned datasets.")
+    data = _parser(description="Inspect data files and poisoned datasets.")
     commands.add_subcommand("data", data)  # jsonargparse wants levels added top-down
     data_commands = data.add_subcommands(dest="action")
-    check = ArgumentParser(description=data_check.__doc__)
+    check = _parser(description=data_check.__doc__)
     check.add_argument("path", type=str, help="a .jsonl / .json / .tsv / .csv file")
     check.add_argument("--text-column", "--text_column", type=Optional[str], help="name, or 0-based index if headerless")
     check.add_argument("--label-column", "--label_column", type=Optional[str], help="name, or 0-based index if headerless")
     check.add_argument("--format", type=Optional[str], help=f"one of {', '.join(FORMATS)}; default: detected")
     data_commands.add_subcommand("check", check)
-    preview = ArgumentParser(description=data_preview.__doc__)
+    preview = _parser(description=data_preview.__doc__)
     preview.add_argument("--config", action=ActionConfigFile)
     preview.add_function_arguments(data_preview)
     data_commands.add_subcommand("preview", preview)
 
     commands.add_subcommand("pipeline", pipeline_parser())
-    sweep = ArgumentParser(description="Run a W&B sweep file (experiments/sweeps/) without a W&B server: Optuna "
+    sweep = _parser(description="Run a W&B sweep file (experiments/sweeps/) without a W&B server: Optuna "
                            "searches its parameters, every trial a `w2s pipeline` run; rerun to resume.")
     sweep.add_argument("file", type=str, help="a W&B sweep YAML")
     sweep.add_argument("--trials", type=Optional[int], default=None,
@@ -235,13 +288,13 @@ def build_parser() -> ArgumentParser:
                        help="Optuna storage URL shared by several machines (default: SQLite in the sweep folder)")
     sweep.add_argument("--seed", type=int, default=0, help="the sampler's seed")
     commands.add_subcommand("sweep", sweep)
-    evaluation = ArgumentParser(description=evaluate.__doc__)
+    evaluation = _parser(description=evaluate.__doc__)
     evaluation.add_argument("--config", action=ActionConfigFile)
     evaluation.add_function_arguments(evaluate)
     commands.add_subcommand("evaluate", evaluation)
-    commands.add_subcommand("defenses", ArgumentParser(description=list_defenses.__doc__))
+    commands.add_subcommand("defenses", _parser(description=list_defenses.__doc__))
     for stage in STAGES:
-        commands.add_subcommand(stage, ArgumentParser(
+        commands.add_subcommand(stage, _parser(
             description=f"Lightning CLI for the {stage} stage: w2s {stage} {{fit,validate,test}} --help"))
     return parser
 
@@ -253,6 +306,7 @@ def main(args: Optional[list[str]] = None) -> int:
         if args and args[0] in STAGES:
             stage_cli(args[0], args[1:])
             return 0
+        check_config_files(args)
         parser = build_parser()
         resolved = args[:1] == ["pipeline"] and "--print_config" in args  # after resolving the defenses
         args, overrides = defense_overrides(args) if args[:1] == ["pipeline"] else (args, {})
@@ -286,8 +340,8 @@ def main(args: Optional[list[str]] = None) -> int:
             evaluate(**_arguments(parsed.evaluate))
     except SystemExit as done:  # argument errors (code 2) and --help (0) from the parsers
         return done.code if isinstance(done.code, int) else 2
-    except (DataError, ValueError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (DataError, ValueError, OSError, ArgumentError) as err:
+        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
     return 0
 

@@ -1,7 +1,6 @@
 """Run the whole study from one config, reusing every stage whose inputs did not change."""
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -10,13 +9,9 @@ from w2s.data.registry import dataset_name, get_dataset
 from w2s.pipeline import stages
 from w2s.pipeline.config import PipelineConfig, TeacherStage
 from w2s.pipeline.report import markdown, notes, result_rows, write_report
-from w2s.pipeline.runs import fingerprint, load_manifest, stage, to_jsonable
+from w2s.pipeline.runs import fingerprint, load_manifest, stage
 from w2s.pipeline.tracking import log_results, tracking_run
-
-
-def _key(dataset) -> str:
-    """A dataset (name, folder or hub mapping) as a string key."""
-    return dataset if isinstance(dataset, str) else json.dumps(to_jsonable(dataset), sort_keys=True)
+from w2s.pipeline.validate import dataset_key, validate
 
 
 def _run_stage(folder: Path, name: str, config: dict, inputs: dict, seed: int, tracker, body) -> dict:
@@ -28,28 +23,10 @@ def _run_stage(folder: Path, name: str, config: dict, inputs: dict, seed: int, t
     return load_manifest(folder)
 
 
-def _check_rows(config: PipelineConfig) -> None:
-    """Fail before any training if a row range runs past its train split."""
-    ranges = {"poison.train_rows": (config.poison.dataset or config.dataset, config.poison.train_rows),
-              "teacher.train_rows": (config.dataset, config.teacher.train_rows),
-              "defense_rows": (config.dataset, config.defense_rows),
-              "defense_dev_rows": (config.dataset, config.defense_dev_rows)}
-    ranges |= {f"defenses.{name}.teacher.train_rows": (config.dataset, d.teacher.train_rows)
-               for name, d in config.defenses.items() if d.teacher is not None}
-    sizes = {_key(dataset): len(get_dataset(dataset).load("train")) for dataset, rows in ranges.values() if rows}
-    for key, (dataset, rows) in ranges.items():
-        if rows is None:
-            continue
-        size = sizes[_key(dataset)]
-        if not 0 <= rows[0] < rows[1] <= size:
-            raise ValueError(f"{key}: {list(rows)} is not a range [start, stop) within the {size} train rows "
-                             f"of {dataset_name(dataset)}")
-
-
 def run_pipeline(config: PipelineConfig) -> list[dict]:
     """Poisoned student, teacher (if a defense uses one), each defense, in one W&B run (unless
     disabled); returns the result rows."""
-    _check_rows(config)
+    validate(config)  # everything, before any training
     root = Path(config.runs_dir) / config.experiment
     report = Path(config.report_dir) if config.report_dir else root
     with tracking_run(config, report) as tracker:
@@ -62,7 +39,7 @@ def run_pipeline(config: PipelineConfig) -> list[dict]:
 def _run(config: PipelineConfig, root: Path, report: Path, tracker) -> list[dict]:
     shared = {"dataset": config.dataset, "attack": config.attack, "max_length": config.max_length,
               "eval_rows": config.eval_rows, "precision": config.trainer.precision}
-    data = {_key(d): get_dataset(d).digest() for d in (config.dataset, config.poison.dataset or config.dataset)}
+    data = {dataset_key(d): get_dataset(d).digest() for d in (config.dataset, config.poison.dataset or config.dataset)}
 
     def place(name: str, settings) -> Path:
         """``root/name``; with ``report_dir`` (runs that share stages, e.g. sweep trials over the

@@ -1,0 +1,86 @@
+"""Bad input, caught before any training: one line on stderr naming the key (or FILE:LINE),
+exit code 2, nothing written and nothing already written damaged."""
+import pytest
+
+from tests.test_pipeline import run, write_config
+from w2s.cli import main
+
+CASES = [  # (extra arguments, YAML appended to the config, what the line must say)
+    (["--teacher.lr", "-1"], "", "teacher: invalid optimizer settings: lr=-1.0"),
+    (["--poison.epochs", "-2"], "", "poison: epochs and batch_size must be >= 1, got -2"),
+    (["--teacher.batch_size", "0"], "", "teacher: epochs and batch_size must be >= 1"),
+    (["--teacher.epochs", "many"], "", 'teacher.epochs'),
+    (["--teacher.epochz", "3"], "", "unrecognized arguments: --teacher.epochz 3"),
+    ([], "teacher: {epochz: 3}\n", "epochz"),
+    (["--student.quantization", "3bit"], "", "unknown student.quantization '3bit'"),
+    (["--attack.poison_rate", "2", "--attack.count", "null"], "", "attack: poison_rate must lie in [0, 1], got 2.0"),
+    (["--attack.attack", "nope"], "", "unknown attack 'nope'"),
+    (["--attack.mode", "sideways"], "", "unknown poison mode 'sideways'"),
+    (["--poison.keep", "sometimes"], "", "unknown keep 'sometimes'"),
+    (["--defenses.w2s.objective.fa=-1"], "", "defenses.w2s: loss weight fa must be >= 0"),
+    (["--defenses.w2s.objective.schedule=sometimes"], "", "defenses.w2s: unknown schedule 'sometimes'"),
+    (["--defenses.w2s.objective.fa_pool=max"], "", "defenses.w2s: unknown fa_pool 'max'"),
+    (["--defenses.w2s.method=nope"], "", "defenses.w2s: unknown defense 'nope'"),
+    (["--defenses.w2s.lora.r=0"], "", "defenses.w2s: LoRA rank r must be >= 1"),
+    (["--wandb.mode", "sometimes"], "", "unknown wandb.mode"),
+    (["--trainer.devices", "2"], "", "the pipeline runs in one process"),
+    (["--attack.target_label", "7"], "", "attack.target_label: 7 is not a class of"),
+    (["--defense_rows", "[300, 900]"], "", "defense_rows: [300, 900] is not a range"),
+    (["--defense_dev_rows", "[60, 100]"], "", "defense_dev_rows [60, 100] overlap defense_rows [48, 96]"),
+    (["--dataset", "/no/such/folder"], "", "unknown dataset '/no/such/folder'"),
+    (["--poison.dataset", "sst2"], "", "poison.dataset: sst2 has 2 classes"),
+    (["--student.name", "/nope/model"], "", "student.name: no model folder /nope/model (not found)"),
+    (["--teacher.model", "/nope/teacher"], "", "teacher.model: no model folder /nope/teacher"),
+    (["--teacher.model", "nope-org/nope-model"], "", "teacher.model: 'nope-org/nope-model' is neither a model folder"),
+    (["--defenses.w2s.teacher.model=/nope/own"], "", "defenses.w2s.teacher.model: no model folder /nope/own"),
+    (["--defenses.w2s.teacher.train_rows=[0, 9000]"], "", "defenses.w2s.teacher.train_rows: [0, 9000] is not a range"),
+]
+
+
+@pytest.mark.parametrize("extra, text, message", CASES, ids=[c[2][:40] for c in CASES])
+def test_bad_value_exits_2_before_anything_is_written(tmp_path, task, models, capsys, monkeypatch, extra, text,
+                                                      message):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert run(write_config(tmp_path, task, text), models, tmp_path / "runs", *extra) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_config_file_errors_name_the_file_and_line(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("experiment: x\nteacher: {epochs: 3\nmax_length: 3\n")
+    assert main(["pipeline", "--config", str(bad)]) == 2
+    assert capsys.readouterr().err.strip() == (f"error: {bad}:3: expected ',' or '}}', but got ':' "
+                                               f"(while parsing a flow mapping at line 2)")
+    assert main(["pipeline", f"--config={tmp_path / 'missing.yaml'}"]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'missing.yaml'}: no such file or directory"
+    assert main(["nope"]) == 2 and capsys.readouterr().err.count("\n") == 1
+
+
+def test_output_folder_and_model_folder_problems(tmp_path, task, models, capsys):
+    (tmp_path / "a_file").write_text("")
+    assert run(write_config(tmp_path, task), models, tmp_path / "a_file" / "runs") == 2
+    assert f"runs_dir: {tmp_path / 'a_file'} is a file, not a folder" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert run(write_config(tmp_path, task), models, tmp_path / "runs", "--student.name", str(tmp_path / "empty")) == 2
+    assert "student.name: " in (err := capsys.readouterr().err) and "is not a model folder (no config.json)" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_not_enough_disk_space(tmp_path, task, models, capsys, monkeypatch):
+    import shutil
+
+    monkeypatch.setattr("w2s.pipeline.validate.shutil.disk_usage", lambda path: shutil._ntuple_diskusage(1, 1, 1024))
+    assert run(write_config(tmp_path, task), models, tmp_path / "runs") == 2
+    assert "runs_dir: the run writes about" in (err := capsys.readouterr().err) and "GiB free" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_bad_rerun_damages_nothing(tmp_path, task, models, capsys):
+    runs = tmp_path / "runs"
+    assert run(write_config(tmp_path, task), models, runs) == 0
+    before = {p: p.read_bytes() for p in runs.rglob("*") if p.is_file()}
+    assert run(write_config(tmp_path, task), models, runs, "--attack.target_label", "9") == 2
+    assert run(write_config(tmp_path, task), models, runs, "--teacher.lr", "-1") == 2
+    assert {p: p.read_bytes() for p in runs.rglob("*") if p.is_file()} == before
