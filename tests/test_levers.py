@@ -202,7 +202,7 @@ def test_a_defense_can_have_its_own_teacher(tmp_path, task, models):
     from tests.test_pipeline import run, write_config
     from w2s.pipeline.runs import load_manifest
 
-    own = "{epochs: 2, batch_size: 16, train_rows: [0, 96]}"
+    own = f"{{epochs: 2, batch_size: 16, train_rows: [0, 96], model: {models['bert']}}}"
     defenses = ("defenses:\n  w2s: {epochs: 1, batch_size: 16, lora: {r: 4}}\n"
                 f"  strong: {{method: w2s, epochs: 1, batch_size: 16, lora: {{r: 4}}, teacher: {own}}}\n"
                 f"  strong2: {{method: w2s, epochs: 1, batch_size: 16, lora: {{r: 8}}, teacher: {own}}}\n")

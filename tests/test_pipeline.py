@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from w2s.cli import main
+from w2s.cli import main, resolved_config
 from w2s.pipeline.runs import load_manifest
 
 EXPERIMENTS = sorted(Path(__file__).resolve().parents[1].glob("experiments/*.yaml"))
@@ -119,6 +119,8 @@ def test_print_config_and_help(capsys):
 @pytest.mark.parametrize("config", EXPERIMENTS, ids=lambda p: p.stem)
 def test_every_experiment_config_runs_tiny(config, models, tmp_path):
     args = tiny_args(models, tmp_path / "runs")
+    own = [n for n, d in resolved_config(["--config", str(config)]).defenses.items() if d.teacher is not None]
+    args += [f"--defenses.{name}.teacher.model={models['bert']}" for name in own]  # a defense's own teacher
     assert main(["pipeline", "--config", str(config), *args]) == 0
     rows = list(csv.DictReader(open(next((tmp_path / "runs").glob("*/results.csv")))))
     assert rows[0]["defense"] == "poisoned" and len(rows) >= 3
