@@ -249,3 +249,7 @@ class PipelineConfig:
         object.__setattr__(self, "defenses", resolve_defenses(self.defenses))
         if self.attack.seed is None:  # the poisoned rows follow the run's seed
             object.__setattr__(self, "attack", replace(self.attack, seed=self.seed))
+
+    def defense_teachers(self) -> dict[str, TeacherStage]:
+        """The teacher stage of each defense that uses one: its own, or the pipeline's."""
+        return {name: d.teacher or self.teacher for name, d in self.defenses.items() if d.objective.needs_teacher}

@@ -65,8 +65,7 @@ def _run(config: PipelineConfig, root: Path, report: Path, tracker) -> list[dict
                                                      lambda run: stages.teacher(replace(config, teacher=spec), run))
         return folder
 
-    teacher_folders = {name: teacher(d.teacher or config.teacher, name)
-                       for name, d in config.defenses.items() if d.objective.needs_teacher}
+    teacher_folders = {name: teacher(spec, name) for name, spec in config.defense_teachers().items()}
     for name, defense in config.defenses.items():
         inputs = {"poisoned": manifests["poisoned"]["key"]}
         teacher_folder = teacher_folders.get(name)

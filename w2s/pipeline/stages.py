@@ -44,8 +44,7 @@ def make_trainer(config: PipelineConfig, run: StageRun, stage: TrainStage, name:
 def trigger_tokenizers(config: PipelineConfig) -> list[str]:
     """Every tokenizer of the run: a trigger must survive all of them to count."""
     names = [config.student.name]
-    names += dict.fromkeys((d.teacher or config.teacher).model for d in config.defenses.values()
-                           if d.objective.needs_teacher)
+    names += dict.fromkeys(t.model for t in config.defense_teachers().values())
     return names
 
 

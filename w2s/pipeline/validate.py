@@ -63,10 +63,9 @@ def _rows_and_labels(config: PipelineConfig) -> None:
 def model_names(config: PipelineConfig) -> dict[str, str]:
     """Every model the run loads, by its key."""
     names = {"student.name": config.student.name}
-    if any(d.objective.needs_teacher and d.teacher is None for d in config.defenses.values()):
-        names["teacher.model"] = config.teacher.model
-    names |= {f"defenses.{name}.teacher.model": d.teacher.model for name, d in config.defenses.items()
-              if d.objective.needs_teacher and d.teacher is not None}
+    for name, teacher in config.defense_teachers().items():
+        key = "teacher.model" if config.defenses[name].teacher is None else f"defenses.{name}.teacher.model"
+        names[key] = teacher.model
     return names
 
 
@@ -85,14 +84,13 @@ def check_model(key: str, name: str, trust_remote_code: bool = False) -> None:
     except ValueError as err:
         raise ValueError(f"{key}: {err}") from None
     if looks_local(path):
-        folder = Path(path).expanduser()
-        if not folder.is_dir():
-            raise ValueError(f"{key}: no model folder {path} ({'a file' if folder.exists() else 'not found'})")
-        if not (folder / "config.json").is_file():
+        path = str(Path(path).expanduser())
+        if not Path(path).is_dir():
+            raise ValueError(f"{key}: no model folder {path} ({'a file' if Path(path).exists() else 'not found'})")
+        if not (Path(path) / "config.json").is_file():
             raise ValueError(f"{key}: {path} is not a model folder (no config.json)")
     try:
-        AutoConfig.from_pretrained(str(Path(path).expanduser()) if looks_local(path) else path,
-                                   trust_remote_code=trust_remote_code)
+        AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as err:
         reason = " ".join(str(err).split())[:200]
         raise ValueError(f"{key}: {name!r} is neither a model folder nor a Hugging Face model id that "
@@ -102,13 +100,18 @@ def check_model(key: str, name: str, trust_remote_code: bool = False) -> None:
 def writable_folder(key: str, folder: Path) -> None:
     """``folder`` exists as a writable directory, or can be created (its nearest existing
     ancestor is one)."""
-    existing = folder
-    while not existing.exists():
-        existing = existing.parent
+    existing = _existing(folder)
     if not existing.is_dir():
         raise ValueError(f"{key}: {existing} is a file, not a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ValueError(f"{key}: {existing} is not writable")
+
+
+def _existing(folder: Path) -> Path:
+    """``folder`` or its nearest existing ancestor."""
+    while not folder.exists():
+        folder = folder.parent
+    return folder
 
 
 def weights_bytes(name: str) -> int:
@@ -126,12 +129,10 @@ def _disk_space(config: PipelineConfig) -> None:
     """Enough free space under ``runs_dir`` for what the run writes: the poisoned student
     (full precision: at most twice its source files), each teacher, and each defense's
     adapter (at most the student's size)."""
-    teachers = {d.teacher or config.teacher for d in config.defenses.values() if d.objective.needs_teacher}
+    teachers = set(config.defense_teachers().values())
     student = weights_bytes(config.student.name)
     needed = 2 * student + sum(weights_bytes(t.model) for t in teachers) + len(config.defenses) * student
-    folder = Path(config.runs_dir)
-    while not folder.exists():
-        folder = folder.parent
+    folder = _existing(Path(config.runs_dir))
     free = shutil.disk_usage(folder).free
     if needed * SPARE > free:
         raise ValueError(f"runs_dir: the run writes about {needed / 2**30:.1f} GiB of artifacts and {folder} "

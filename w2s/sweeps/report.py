@@ -45,17 +45,24 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_trials(rows: list[dict], spec: SweepSpec, folder: Path) -> str:
-    """Write the table and chart; return the text printed to the terminal."""
-    title = f"sweep {spec.name}: {spec.method}, {spec.goal} {spec.metric} ({len(rows)} trials, best first)"
+def write_table(rows: list[dict], folder: Path, stem: str, title: str) -> str:
+    """``STEM.md`` and ``STEM.csv``; return the text printed to the terminal (without the
+    ``written:`` line)."""
     table = markdown(rows) if rows else "(no trials)\n"
-    (folder / "sweep.md").write_text(f"# {title}\n\n{table}")
-    with open(folder / "sweep.csv", "w", newline="") as handle:
+    (folder / f"{stem}.md").write_text(f"# {title}\n\n{table}")
+    with open(folder / f"{stem}.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=_columns(rows) or ["trial"])
         writer.writeheader()
         writer.writerows(rows)
+    return f"\n{title}\n\n{table}"
+
+
+def write_trials(rows: list[dict], spec: SweepSpec, folder: Path) -> str:
+    """Write the table and chart; return the text printed to the terminal."""
+    title = f"sweep {spec.name}: {spec.method}, {spec.goal} {spec.metric} ({len(rows)} trials, best first)"
+    text = write_table(rows, folder, "sweep", title)
     plot(rows, spec, folder / "sweep.png")
-    return f"\n{title}\n\n{table}\nwritten: {folder / 'sweep.md'}, {folder / 'sweep.csv'}, {folder / 'sweep.png'}"
+    return f"{text}\nwritten: {folder / 'sweep.md'}, {folder / 'sweep.csv'}, {folder / 'sweep.png'}"
 
 
 def plot(rows: list[dict], spec: SweepSpec, path: Path) -> None:

@@ -6,11 +6,10 @@ against it, seed by seed, and how far it is from the target (clean-correct ASR <
 within 1 point of clean LoRA); and the hours a seed takes (every stage of its pipeline)."""
 from __future__ import annotations
 
-import csv
 import statistics
 from pathlib import Path
 
-from w2s.sweeps.report import markdown
+from w2s.sweeps.report import write_table
 
 SEED = "seed"
 BASELINE = "lora"
@@ -63,10 +62,4 @@ def over_seeds(trials: list[dict]) -> list[dict]:
 
 def write_seeds(rows: list[dict], folder: Path, title: str) -> str:
     """``seeds.md`` and ``seeds.csv``; return the text printed to the terminal."""
-    table = markdown(rows)
-    (folder / "seeds.md").write_text(f"# {title}\n\n{table}")
-    with open(folder / "seeds.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["row"])
-        writer.writeheader()
-        writer.writerows(rows)
-    return f"\n{title}\n\n{table}\nwritten: {folder / 'seeds.md'}, {folder / 'seeds.csv'}"
+    return f"{write_table(rows, folder, 'seeds', title)}\nwritten: {folder / 'seeds.md'}, {folder / 'seeds.csv'}"
