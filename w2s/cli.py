@@ -72,7 +72,7 @@ def stage_cli(stage: str, args: list[str]) -> None:
     from pytorch_lightning.cli import LightningCLI
 
     from w2s.data.datamodule import W2SDataModule
-    from w2s.lit.base import RestoreBest
+    from w2s.lit.callbacks import RestoreBest
 
     # args are sys.argv minus the stage word; Lightning warns whenever both are set
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter")

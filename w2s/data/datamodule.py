@@ -23,6 +23,8 @@ from typing import Optional, Union
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
+from torchdata.stateful_dataloader import StatefulDataLoader
+from torchdata.stateful_dataloader.sampler import RandomSampler
 
 from w2s.attacks.poison import PoisonConfig, build_attack, build_triggered_set, poison_examples
 from w2s.data.hub import HubDataset
@@ -86,6 +88,8 @@ class W2SDataModule(pl.LightningDataModule):
         self.dev_rows, self.blind = dev_rows, blind or dev_rows is not None
         self.max_length, self.batch_size = max_length, batch_size
         self.eval_batch_size, self.num_workers = eval_batch_size or batch_size, num_workers
+        self._train_loader: Optional[StatefulDataLoader] = None
+        self._resume_train: Optional[dict] = None  # a checkpoint's train-loader state, until the loader exists
         self.tokenizer = load_tokenizer(tokenizer)
         self.teacher_tokenizer = load_tokenizer(teacher_tokenizer) if teacher_tokenizer else None
         self.trigger_tokenizers = [t for t in (self.tokenizer, self.teacher_tokenizer) if t is not None]
@@ -94,6 +98,7 @@ class W2SDataModule(pl.LightningDataModule):
         self.train: list[dict] = []
         self.eval_sets: dict[str, list[list[dict]]] = {}
         self.poisoned_rows = 0
+        self.poisoned_indices: list[int] = []  # positions in the train rows (inserted triggers)
         self.trigger_kept: dict[str, TriggerCount] = {}
 
     @property
@@ -132,7 +137,8 @@ class W2SDataModule(pl.LightningDataModule):
             self.trigger_kept["train"] = TriggerCount(sum(kept), len(kept))
         elif self.poison_train:
             split = poison_examples(train, trigger, self.attack, limit)
-            train, self.poisoned_rows = split.examples, len(split.poisoned_indices)
+            train, self.poisoned_indices = split.examples, split.poisoned_indices
+            self.poisoned_rows = len(split.poisoned_indices)
             kept = self._kept([train[i].text for i in split.poisoned_indices], split.spans)
             self.trigger_kept["train"] = TriggerCount(sum(kept), len(kept))
         if not self.train:
@@ -199,12 +205,35 @@ class W2SDataModule(pl.LightningDataModule):
         return {f"{prefix}input_ids": enc["input_ids"], f"{prefix}attention_mask": enc["attention_mask"]}
 
     def _loader(self, items: list[dict], shuffle: bool, batch_size: int) -> DataLoader:
-        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
-        return DataLoader(items, batch_size=batch_size, shuffle=shuffle, generator=generator,
-                          collate_fn=self.collate, num_workers=self.num_workers)
+        """Every loader draws from seeded generators of its own, never from the global one, so
+        that evaluation does not move the random state training continues from. The train
+        loader is stateful, its order drawn from its sampler's own generator: Lightning's
+        checkpoints hold where in the epoch it was, and a resumed fit continues with the next
+        batch of the same order."""
+        def seeded() -> torch.Generator:
+            return torch.Generator().manual_seed(self.seed)
+
+        options = dict(batch_size=batch_size, generator=seeded(), collate_fn=self.collate, num_workers=self.num_workers)
+        if shuffle:
+            return StatefulDataLoader(items, sampler=RandomSampler(items, generator=seeded()), **options)
+        return DataLoader(items, **options)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train, True, self.batch_size)
+        self._train_loader = self._loader(self.train, True, self.batch_size)
+        if self._resume_train is not None:
+            self._train_loader.load_state_dict(self._resume_train)
+            self._resume_train = None
+        return self._train_loader
+
+    def state_dict(self) -> dict:
+        """Where the train loader is in its epoch; Lightning saves it with every checkpoint and
+        hands it back through ``load_state_dict`` before asking for the loader. (Lightning's
+        own saving of stateful loaders is not used: it drops the state when the optimizer
+        schedule reads ``estimated_stepping_batches``, Lightning issue #20550.)"""
+        return {"train_loader": self._train_loader.state_dict()} if self._train_loader is not None else {}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self._resume_train = state_dict.get("train_loader")
 
     def teacher_dataloader(self) -> DataLoader:
         """The train rows in order, for computing the teacher's outputs once."""

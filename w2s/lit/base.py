@@ -1,6 +1,6 @@
 """What every stage shares: CA/ASR evaluation on the two evaluation loaders, (class-weighted)
-cross-entropy, AdamW with a linear warm-up schedule, and keeping the weights of the best
-clean-dev epoch."""
+cross-entropy, AdamW with a linear warm-up schedule, and resumable checkpoints of what
+training changes."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -40,7 +40,13 @@ class ClassifierModule(pl.LightningModule):
     ``{val,test}/majority_share`` (the most frequent predicted class's share: collapse check).
 
     ``class_weights`` (one per class, e.g. from ``W2SDataModule.class_weights("balanced")``)
-    weight the cross-entropy term."""
+    weight the cross-entropy term.
+
+    Checkpoints hold the trainable weights only (a frozen base is rebuilt from its source by
+    ``configure_model``) and no hyperparameter objects, so they load with
+    ``torch.load(weights_only=True)``."""
+
+    strict_loading = False  # the frozen weights are not in the checkpoint
 
     def __init__(self, optim: OptimConfig, target_label: int, num_labels: int,
                  class_weights: Optional[list[float]] = None):
@@ -113,6 +119,12 @@ class ClassifierModule(pl.LightningModule):
         for name, value in terms.items():
             self.log(f"train/{name}", value, batch_size=batch_size)
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        trainable = {name for name, p in self.named_parameters() if p.requires_grad}
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in trainable}
+        for objects in ("hyper_parameters", "datamodule_hyper_parameters"):
+            checkpoint.pop(objects, None)
+
     def configure_optimizers(self):
         from transformers import get_linear_schedule_with_warmup
 
@@ -121,32 +133,3 @@ class ClassifierModule(pl.LightningModule):
         total = max(1, int(self.trainer.estimated_stepping_batches))
         scheduler = get_linear_schedule_with_warmup(optimizer, int(self.optim.warmup_ratio * total), total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
-
-class RestoreBest(pl.Callback):
-    """Remember the trainable weights of the validation epoch with the best ``monitor``
-    (clean dev accuracy by default) and load them back when fitting ends."""
-
-    def __init__(self, monitor: str = "val/ca", mode: str = "max"):
-        if mode not in ("max", "min"):
-            raise ValueError(f"mode must be max or min, got {mode!r}")
-        self.monitor, self.mode = monitor, mode
-        self.best_score: float | None = None
-        self.best_epoch: int | None = None
-        self._state: dict[str, Tensor] = {}
-
-    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        value = trainer.callback_metrics.get(self.monitor)
-        if trainer.sanity_checking or value is None:
-            return
-        value = float(value)
-        if self.best_score is None or (value > self.best_score if self.mode == "max" else value < self.best_score):
-            self.best_score, self.best_epoch = value, trainer.current_epoch
-            self._state = {n: p.detach().to("cpu", copy=True)
-                           for n, p in pl_module.named_parameters() if p.requires_grad}
-
-    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        params = dict(pl_module.named_parameters())
-        with torch.no_grad():
-            for name, value in self._state.items():
-                params[name].copy_(value.to(params[name].device))

@@ -121,13 +121,20 @@ class DefenseStage(TrainStage):
 
 @dataclass(frozen=True)
 class TrainerOptions:
-    """Passed to ``pl.Trainer``; ``precision`` e.g. ``bf16-mixed`` on a GPU."""
+    """Passed to ``pl.Trainer``; ``precision`` e.g. ``bf16-mixed`` on a GPU. ``checkpoint_every``:
+    a resumable checkpoint every N optimizer steps (0: none); a stage that was killed resumes
+    from its last one when the same command runs again."""
 
     accelerator: str = "auto"
     devices: int = 1
     strategy: str = "auto"
     precision: Optional[str] = None
     progress_bar: bool = True
+    checkpoint_every: int = 50
+
+    def __post_init__(self):
+        if self.checkpoint_every < 0:
+            raise ValueError(f"checkpoint_every must be >= 0 (0: no checkpoints), got {self.checkpoint_every}")
 
 
 @dataclass(frozen=True)

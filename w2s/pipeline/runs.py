@@ -1,5 +1,5 @@
 """Stage folders under ``runs/<experiment>/<stage>/``: a manifest, reuse when the inputs did
-not change, atomic writes."""
+not change, atomic writes, one writer at a time, resumable checkpoints."""
 from __future__ import annotations
 
 import dataclasses
@@ -7,6 +7,7 @@ import hashlib
 import json
 import platform
 import resource
+import shutil
 import time
 from contextlib import contextmanager
 from functools import lru_cache
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import torch
+from filelock import FileLock, Timeout
 
 from w2s.artifacts import atomic_folder
 
@@ -98,6 +100,7 @@ class StageRun:
     trainable_params: int = 0
     info: dict[str, Any] = dataclasses.field(default_factory=dict)  # counts and warnings about the data
     wandb: Any = None  # the invocation's W&B run (w2s.pipeline.tracking), or None
+    checkpoints: Path | None = None  # resumable checkpoints, one folder per fit (w2s.pipeline.stages)
 
 
 def load_manifest(folder: Path) -> dict | None:
@@ -114,20 +117,39 @@ def load_manifest(folder: Path) -> dict | None:
 def stage(folder: Path, name: str, config: Any, inputs: dict[str, str], seed: int) -> Iterator[StageRun | None]:
     """Yield ``None`` when ``folder`` already holds this stage with the same key (reuse it);
     otherwise a :class:`StageRun` in a staging folder that becomes ``folder`` with its
-    manifest only when the body finishes."""
+    manifest only when the body finishes.
+
+    One process at a time trains a folder: the others wait on its file lock, then reuse what it
+    wrote. Checkpoints go to a folder named by the key beside ``folder``, kept until the stage
+    finishes, so the same command after a kill resumes from them (``StageRun.checkpoints``)."""
     key = fingerprint({"stage": name, "config": config, "inputs": inputs, "seed": seed, "code": code_version()})
-    existing = load_manifest(folder)
-    if existing is not None and existing.get("key") == key:
-        yield None
-        return
-    started = time.time()
-    reset_peak_memory()
-    with atomic_folder(folder) as staging:
-        run = StageRun(staging)
-        yield run
-        manifest = {"stage": name, "key": key, "config": to_jsonable(config), "inputs": inputs, "seed": seed,
-                    "code": code_version(), "versions": versions(), "metrics": run.metrics, "info": run.info,
-                    "trainable_params": run.trainable_params,
-                    "wall_time_s": round(time.time() - started, 1), "peak_memory_mb": round(peak_memory_mb(), 1),
-                    "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(folder.parent / f".{folder.name}.lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        print(f"w2s: {name}: another run is training it, waiting ({lock.lock_file})", flush=True)
+        lock.acquire()
+    try:
+        existing = load_manifest(folder)
+        if existing is not None and existing.get("key") == key:
+            yield None
+            return
+        checkpoints = folder.parent / f".{folder.name}.resume-{key}"
+        for stale in folder.parent.glob(f".{folder.name}.resume-*"):  # of settings that changed since
+            if stale != checkpoints:
+                shutil.rmtree(stale, ignore_errors=True)
+        started = time.time()
+        reset_peak_memory()
+        with atomic_folder(folder) as staging:
+            run = StageRun(staging, checkpoints=checkpoints)
+            yield run
+            manifest = {"stage": name, "key": key, "config": to_jsonable(config), "inputs": inputs, "seed": seed,
+                        "code": code_version(), "versions": versions(), "metrics": run.metrics, "info": run.info,
+                        "trainable_params": run.trainable_params,
+                        "wall_time_s": round(time.time() - started, 1), "peak_memory_mb": round(peak_memory_mb(), 1),
+                        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+            (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
+        shutil.rmtree(checkpoints, ignore_errors=True)
+    finally:
+        lock.release()

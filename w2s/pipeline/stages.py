@@ -12,11 +12,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytorch_lightning as pl
+from pytorch_lightning.callbacks import ModelCheckpoint
 
 from students.build import StudentSpec
 from teachers.model import TeacherSpec
 from w2s.data.datamodule import W2SDataModule
-from w2s.lit.base import ClassifierModule, RestoreBest
+from w2s.lit.base import ClassifierModule
+from w2s.lit.callbacks import RestoreBest, RngState
 from w2s.attacks import attack_class, build_attack
 from w2s.lit.poison import PoisonModule
 from w2s.lit.por import PorModule
@@ -29,16 +31,33 @@ from w2s.pipeline.tracking import StageLogger
 
 def make_trainer(config: PipelineConfig, run: StageRun, stage: TrainStage, name: str, **overrides) -> pl.Trainer:
     """A Trainer with the configured hardware, the CSV logger under the stage folder (plus the
-    invocation's W&B run, if any), and best-clean-dev restoring when ``stage.keep`` is ``best``."""
+    invocation's W&B run, if any), best-clean-dev restoring when ``stage.keep`` is ``best``, and
+    a resumable checkpoint every ``trainer.checkpoint_every`` steps in ``run.checkpoints/name``."""
     options = config.trainer
     loggers = [pl.loggers.CSVLogger(save_dir=run.folder, name="logs", version="")]
     if run.wandb is not None:
         loggers.append(StageLogger(run.wandb, name))
+    callbacks = [RngState()] + ([RestoreBest()] if stage.keep == "best" else [])
+    checkpointing = bool(options.checkpoint_every and run.checkpoints)
+    if checkpointing:
+        callbacks.append(ModelCheckpoint(dirpath=run.checkpoints / name, save_top_k=0, save_last=True,
+                                         every_n_train_steps=options.checkpoint_every))
     return pl.Trainer(max_epochs=stage.epochs, accelerator=options.accelerator, devices=options.devices,
                       strategy=options.strategy, precision=options.precision, logger=loggers,
-                      callbacks=[RestoreBest()] if stage.keep == "best" else [], enable_checkpointing=False,
+                      callbacks=callbacks, enable_checkpointing=checkpointing,
                       enable_progress_bar=options.progress_bar, enable_model_summary=False,
                       num_sanity_val_steps=0, **overrides)
+
+
+def fit(trainer: pl.Trainer, module: ClassifierModule, data: W2SDataModule, run: StageRun, name: str) -> None:
+    """``trainer.fit``, resumed from the last checkpoint of an interrupted identical run if there
+    is one (loaded with ``weights_only``: a checkpoint never runs code)."""
+    last = run.checkpoints / name / "last.ckpt" if run.checkpoints else None
+    resume = last if last is not None and last.is_file() else None
+    if resume is not None:
+        print(f"w2s: {name}: resuming from {resume}", flush=True)
+        run.info.setdefault("resumed", []).append(name)
+    trainer.fit(module, data, ckpt_path=resume, weights_only=True)
 
 
 def trigger_tokenizers(config: PipelineConfig) -> list[str]:
@@ -64,7 +83,7 @@ def fit_and_test(config: PipelineConfig, run: StageRun, name: str, module: Class
     Returns the test metrics of the clean and the triggered rows."""
     pl.seed_everything(config.seed, verbose=False)
     trainer = make_trainer(config, run, stage, name)
-    trainer.fit(module, train)
+    fit(trainer, module, train, run, name)
     dev_ca = kept_dev_ca(trainer)
     evaluation = evaluation or train
     clean, triggered = trainer.test(module, evaluation, verbose=False)
@@ -107,6 +126,7 @@ def poison(config: PipelineConfig, run: StageRun) -> None:
                           data.class_weights(stage.class_weights))
     data.setup("fit")
     run.info["poisoned_rows"] = data.poisoned_rows
+    run.info["poisoned_indices"] = data.poisoned_indices  # within poison.train_rows
     run.info["train_rows"] = len(data.train)
     fit_and_test(config, run, "poisoned", module, stage, data, _poisoned_evaluation(config, student.name))
     module.save_artifact(run.folder / "model")
@@ -127,7 +147,7 @@ def poison_pretrained(config: PipelineConfig, run: StageRun) -> None:
     data.setup("fit")
     module = PorModule(student, build_attack(config.attack, data.spec), stage.optim())
     pl.seed_everything(config.seed, verbose=False)
-    make_trainer(config, run, replace(stage, keep="last"), "por", limit_val_batches=0).fit(module, data)
+    fit(make_trainer(config, run, replace(stage, keep="last"), "por", limit_val_batches=0), module, data, run, "por")
     module.save_artifact(run.folder / "pretrained")
     run.info |= {"poisoned_rows": data.poisoned_rows, "train_rows": len(data.train)}
 

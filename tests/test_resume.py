@@ -1,0 +1,92 @@
+"""Interruption: a stage SIGKILLed mid-epoch resumes from its last Lightning checkpoint on the next
+identical command and ends exactly as an uninterrupted run with the same seed."""
+import json
+import signal
+import subprocess
+import sys
+
+import torch
+from safetensors.torch import load_file
+
+from tests.test_pipeline import tiny_args, write_config
+from w2s.cli import main
+from w2s.pipeline.runs import load_manifest
+
+# Runs `w2s pipeline ARGS` and SIGKILLs itself after optimizer step STEP of the fit named NAME.
+KILLER = """
+import os, signal, sys
+import pytorch_lightning as pl
+from w2s.pipeline import stages
+
+class Kill(pl.Callback):
+    def on_train_batch_end(self, trainer, *args):
+        if trainer.global_step == {step}:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+make_trainer = stages.make_trainer
+def killing_trainer(config, run, stage, name, **overrides):
+    trainer = make_trainer(config, run, stage, name, **overrides)
+    if name == {name!r}:
+        trainer.callbacks.insert(0, Kill())
+    return trainer
+stages.make_trainer = killing_trainer
+
+from w2s.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+# 48 rows in batches of 4: 12 steps an epoch, a checkpoint every 5 steps; killed at step 17
+# (mid-epoch 1, after a validation) a stage resumes from step 15. The poisoned student keeps its
+# best dev epoch (the callback's state must survive); the teacher and the defense keep their
+# last weights, so that every step after the resume shows in them (dropout: the random state).
+LONGER = ["--poison.epochs", "3", "--poison.batch_size", "4", "--teacher.epochs", "3", "--teacher.batch_size", "4",
+          "--teacher.keep", "last", "--trainer.checkpoint_every", "5"]
+DEFENSES = ("defenses:\n  w2s: {epochs: 3, batch_size: 4, keep: last, lora: {r: 4}, "
+            "objective: {ce: 1, kd: 1, fa: 1}}\n")
+
+
+def kill_during(name: str, args: list[str], cwd) -> None:
+    script = KILLER.format(step=17, name=name)
+    done = subprocess.run([sys.executable, "-c", script, "pipeline", *args], cwd=cwd, capture_output=True, text=True)
+    assert done.returncode == -signal.SIGKILL, done.stderr[-3000:]
+
+
+def test_killed_stages_resume_and_match_an_uninterrupted_run(tmp_path, task, models, capsys):
+    """Each stage is killed once (the teacher's dropout checks the random state, the defense's
+    frozen base the trimmed checkpoint); weights and metrics end as in one uninterrupted run."""
+    config = write_config(tmp_path, task, defenses=DEFENSES)
+    args = lambda runs: ["--config", str(config), *tiny_args(models, tmp_path / runs), *LONGER]  # noqa: E731
+
+    kill_during("poisoned", args("runs"), tmp_path)
+    root = tmp_path / "runs" / "tiny"
+    assert load_manifest(root / "poisoned") is None                     # nothing taken as finished
+    assert len(list(root.glob(".poisoned.resume-*/poisoned/last.ckpt"))) == 1
+    kill_during("teacher", args("runs"), tmp_path)                        # poisoned resumes, then the teacher dies
+    assert load_manifest(root / "poisoned")["info"]["resumed"] == ["poisoned"]
+    assert not list(root.glob(".poisoned.resume-*"))                      # removed once the stage finished
+    kill_during("w2s", args("runs"), tmp_path)
+    assert main(["pipeline", *args("runs")]) == 0
+    assert "w2s: w2s: resuming from" in capsys.readouterr().out
+
+    assert main(["pipeline", *args("uninterrupted")]) == 0
+    reference = tmp_path / "uninterrupted" / "tiny"
+    for stage in ("poisoned", "teacher", "defenses/w2s"):
+        resumed, whole = load_manifest(root / stage), load_manifest(reference / stage)
+        assert resumed["metrics"] == whole["metrics"], stage
+        assert resumed["info"].pop("resumed") == [stage.split("/")[-1]] and "resumed" not in whole["info"]
+    for weights in ("poisoned/model/model.safetensors", "teacher/model/encoder/model.safetensors",
+                    "defenses/w2s/model/adapter/adapter_model.safetensors"):
+        resumed, whole = load_file(root / weights), load_file(reference / weights)
+        assert resumed.keys() == whole.keys() and all(torch.equal(resumed[k], whole[k]) for k in whole), weights
+    assert not list(root.rglob(".*.resume-*"))
+
+
+def test_checkpoint_holds_only_trainable_weights_and_plain_data(tmp_path, task, models):
+    """What a resume loads: the LoRA weights and head, no frozen base, nothing that needs pickle."""
+    config = write_config(tmp_path, task, defenses=DEFENSES)
+    kill_during("w2s", ["--config", str(config), *tiny_args(models, tmp_path / "runs"), *LONGER], tmp_path)
+    (last,) = (tmp_path / "runs" / "tiny" / "defenses").glob(".w2s.resume-*/w2s/last.ckpt")
+    checkpoint = torch.load(last, weights_only=True)
+    assert checkpoint["state_dict"] and all("lora_" in k or "score" in k for k in checkpoint["state_dict"])
+    assert not {"hyper_parameters", "datamodule_hyper_parameters"} & set(checkpoint)
+    assert json.dumps(sorted(checkpoint["callbacks"]))  # RestoreBest and RngState keep their state
