@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional
 
 
@@ -31,3 +32,15 @@ def attach_lora(model, spec: LoraSpec):
     config = LoraConfig(task_type=TaskType.SEQ_CLS, r=spec.r, lora_alpha=spec.alpha or spec.r,
                         lora_dropout=spec.dropout, target_modules=spec.target_modules)
     return get_peft_model(model, config)
+
+
+def load_adapter(model, adapter: str):
+    """``model`` with a saved LoRA adapter (a folder or hub id) on it. A local adapter must be
+    safetensors: a pickled ``adapter_model.bin`` can run code when it is loaded."""
+    from peft import PeftModel
+
+    folder = Path(adapter).expanduser()
+    if folder.is_dir() and not (folder / "adapter_model.safetensors").is_file():
+        raise ValueError(f"adapter: {adapter} holds no adapter_model.safetensors (pickled adapters are refused: "
+                         f"loading them can run code)")
+    return PeftModel.from_pretrained(model, adapter)

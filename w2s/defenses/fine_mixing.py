@@ -67,7 +67,7 @@ def mix_folder(poisoned: Path, clean_spec, folder: Path, options: MixingOptions)
     from w2s.embedded import resolve_model
     from w2s.tokenizers import load_tokenizer
 
-    kwargs = dict(dtype=clean_spec.torch_dtype(), trust_remote_code=clean_spec.trust_remote_code)
+    kwargs = dict(dtype=clean_spec.torch_dtype(), trust_remote_code=clean_spec.trust_remote_code, use_safetensors=True)
     model = AutoModelForSequenceClassification.from_pretrained(poisoned, **kwargs)
     clean, info = AutoModelForSequenceClassification.from_pretrained(
         resolve_model(clean_spec.name), num_labels=model.config.num_labels, output_loading_info=True, **kwargs)

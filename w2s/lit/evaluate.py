@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Optional
 
 from students.build import StudentSpec
+from students.lora import load_adapter
 from w2s.lit.base import OptimConfig
 from w2s.lit.student import StudentModule
 
@@ -21,7 +22,5 @@ class EvaluateModule(StudentModule):
             return
         self.build(self.spec, self.num_labels, None)
         if self.adapter is not None:
-            from peft import PeftModel
-
-            self.model = PeftModel.from_pretrained(self.model, self.adapter)
+            self.model = load_adapter(self.model, self.adapter)
         self.model.eval()

@@ -7,6 +7,8 @@ its trigger survives truncation by every tokenizer of the run (student and teach
 from __future__ import annotations
 
 import math
+import pickle
+import re
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -57,7 +59,12 @@ def fit(trainer: pl.Trainer, module: ClassifierModule, data: W2SDataModule, run:
     if resume is not None:
         print(f"w2s: {name}: resuming from {resume}", flush=True)
         run.info.setdefault("resumed", []).append(name)
-    trainer.fit(module, data, ckpt_path=resume, weights_only=True)
+    try:
+        trainer.fit(module, data, ckpt_path=resume, weights_only=True)
+    except pickle.UnpicklingError as err:
+        found = re.search(r"GLOBAL (\S+)", str(err))
+        raise ValueError(f"{name}: refused the checkpoint {resume}: it holds more than weights and plain data"
+                         f"{f' ({found.group(1)})' if found else ''}; delete it to train the stage from the start") from None
 
 
 def trigger_tokenizers(config: PipelineConfig) -> list[str]:

@@ -15,6 +15,7 @@ from w2s.pipeline.config import PipelineConfig
 from w2s.pipeline.runs import to_jsonable
 
 WEIGHT_FILES = ("*.safetensors", "*.bin", "*.pt", "*.gguf")
+SAFE_WEIGHTS = ("*.safetensors", "*.gguf")  # read without pickle; .bin/.pt/.pth/.ckpt are refused
 SPARE = 1.5  # the artifacts' estimate times this must be free (logs, staging copies, checkpoints)
 
 
@@ -89,6 +90,10 @@ def check_model(key: str, name: str, trust_remote_code: bool = False) -> None:
             raise ValueError(f"{key}: no model folder {path} ({'a file' if Path(path).exists() else 'not found'})")
         if not (Path(path) / "config.json").is_file():
             raise ValueError(f"{key}: {path} is not a model folder (no config.json)")
+        if not any(any(Path(path).glob(pattern)) for pattern in SAFE_WEIGHTS):
+            raise ValueError(f"{key}: {path} holds no .safetensors weights; pickled weights (.bin, .pt) are "
+                             f"refused, since loading them can run code (convert them once where you trust them: "
+                             f"save_pretrained(..., safe_serialization=True))")
     try:
         AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as err:
@@ -127,11 +132,13 @@ def weights_bytes(name: str) -> int:
 
 def _disk_space(config: PipelineConfig) -> None:
     """Enough free space under ``runs_dir`` for what the run writes: the poisoned student
-    (full precision: at most twice its source files), each teacher, and each defense's
-    adapter (at most the student's size)."""
+    (full precision: at most twice its source files), each teacher, each defense's adapter (at
+    most the student's size), and the largest resumable checkpoint."""
     teachers = set(config.defense_teachers().values())
     student = weights_bytes(config.student.name)
     needed = 2 * student + sum(weights_bytes(t.model) for t in teachers) + len(config.defenses) * student
+    if config.trainer.checkpoint_every:  # the poisoning stage's resumable checkpoint: weights and two Adam moments
+        needed += 3 * student
     folder = _existing(Path(config.runs_dir))
     free = shutil.disk_usage(folder).free
     if needed * SPARE > free:
