@@ -8,6 +8,7 @@ from typing import Optional
 import torch
 
 from students.lora import LoraSpec, attach_lora
+from w2s.console import report_new_weights
 from w2s.embedded import resolve_model
 from w2s.tokenizers import load_tokenizer
 
@@ -40,6 +41,10 @@ class StudentSpec:
         return DTYPES[self.dtype]
 
 
+# A pre-trained checkpoint has no classification head: these weights are expected to start random.
+NEW_HEADS = ("score.", "classifier.", "pre_classifier.", "classification_head.")
+
+
 def build_student(spec: StudentSpec, num_labels: int, lora: Optional[LoraSpec] = None):
     """Return ``(model, tokenizer)``; with ``lora`` only LoRA and the head are trainable (a
     quantized student can only be trained that way)."""
@@ -54,7 +59,8 @@ def build_student(spec: StudentSpec, num_labels: int, lora: Optional[LoraSpec] =
         from students.quantization import quantization_config
 
         kwargs["quantization_config"] = quantization_config(spec.quantization, dtype)
-    model = AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
+    model, info = AutoModelForSequenceClassification.from_pretrained(path, output_loading_info=True, **kwargs)
+    report_new_weights(spec.name, info, expected=NEW_HEADS)
     model.config.pad_token_id = tokenizer.pad_token_id
     if lora is not None:
         if spec.quantization:

@@ -17,6 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from w2s.console import report_new_weights
 from w2s.embedded import resolve_model
 
 
@@ -48,8 +49,11 @@ class TeacherModel(nn.Module):
         from transformers import AutoModel
 
         self.spec = spec
-        self.encoder = encoder or AutoModel.from_pretrained(
-            resolve_model(spec.name), trust_remote_code=spec.trust_remote_code, use_safetensors=True)
+        if encoder is None:
+            encoder, info = AutoModel.from_pretrained(resolve_model(spec.name), trust_remote_code=spec.trust_remote_code,
+                                                      use_safetensors=True, output_loading_info=True)
+            report_new_weights(spec.name, info, expected=("pooler.",))  # unused: dropped below
+        self.encoder = encoder
         if getattr(self.encoder, "pooler", None) is not None:
             self.encoder.pooler = None  # unused (the feature is the last layer's CLS); DDP wants no unused parameters
         self.projection = nn.Linear(self.encoder.config.hidden_size, spec.student_hidden_size)
@@ -79,8 +83,9 @@ class TeacherModel(nn.Module):
         spec = TeacherSpec(**json.loads((folder / "teacher.json").read_text()))
         from transformers import AutoModel
 
-        encoder = AutoModel.from_pretrained(folder / "encoder", use_safetensors=True,
-                                            trust_remote_code=spec.trust_remote_code)
+        encoder, info = AutoModel.from_pretrained(folder / "encoder", use_safetensors=True, output_loading_info=True,
+                                                  trust_remote_code=spec.trust_remote_code)
+        report_new_weights(str(folder), info, expected=("pooler.",))  # saved without it
         model = cls(spec, encoder)
         result = model.load_state_dict(load_file(folder / "head.safetensors"), strict=False)
         head_missing = [k for k in result.missing_keys if not k.startswith("encoder.")]

@@ -261,6 +261,8 @@ def list_defenses() -> None:
 
 def build_parser() -> ArgumentParser:
     parser = _parser(prog="w2s", description="Backdoor unlearning by weak-to-strong distillation.")
+    parser.add_argument("--verbose", action="store_true", help="also print what the libraries print (Lightning's "
+                        "tips, load reports, deprecation warnings); anywhere on the command line")
     commands = parser.add_subcommands(dest="command")
 
     data = _parser(description="Inspect data files and poisoned datasets.")
@@ -302,6 +304,10 @@ def build_parser() -> ArgumentParser:
 def main(args: Optional[list[str]] = None) -> int:
     """Run ``w2s ARGS``; returns the exit code (0, or 2 for bad input)."""
     args = list(sys.argv[1:] if args is None else args)
+    from w2s.console import configure
+
+    configure(verbose="--verbose" in args)
+    args = [a for a in args if a != "--verbose"]
     try:
         if args and args[0] in STAGES:
             stage_cli(args[0], args[1:])

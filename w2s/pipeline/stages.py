@@ -18,6 +18,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 
 from students.build import StudentSpec
 from teachers.model import TeacherSpec
+from w2s.console import StageProgressBar
 from w2s.data.datamodule import W2SDataModule
 from w2s.lit.base import ClassifierModule
 from w2s.lit.callbacks import RestoreBest, RngState
@@ -40,6 +41,7 @@ def make_trainer(config: PipelineConfig, run: StageRun, stage: TrainStage, name:
     if run.wandb is not None:
         loggers.append(StageLogger(run.wandb, name))
     callbacks = [RngState()] + ([RestoreBest()] if stage.keep == "best" else [])
+    callbacks += [StageProgressBar()] if options.progress_bar else []
     checkpointing = bool(options.checkpoint_every and run.checkpoints)
     if checkpointing:
         callbacks.append(ModelCheckpoint(dirpath=run.checkpoints / name, save_top_k=0, save_last=True,
