@@ -24,6 +24,7 @@ CASES = [  # (extra arguments, YAML appended to the config, what the line must s
     (["--defenses.w2s.lora.r=0"], "", "defenses.w2s: LoRA rank r must be >= 1"),
     (["--wandb.mode", "sometimes"], "", "unknown wandb.mode"),
     (["--trainer.devices", "2"], "", "the pipeline runs in one process"),
+    (["--trainer.checkpoint_every=-5"], "", "trainer: checkpoint_every must be >= 0"),
     (["--attack.target_label", "7"], "", "attack.target_label: 7 is not a class of"),
     (["--defense_rows", "[300, 900]"], "", "defense_rows: [300, 900] is not a range"),
     (["--defense_dev_rows", "[60, 100]"], "", "defense_dev_rows [60, 100] overlap defense_rows [48, 96]"),

@@ -210,7 +210,7 @@ def test_a_defense_can_have_its_own_teacher(tmp_path, task, models):
     root = tmp_path / "runs" / "tiny"
     rows = [r["defense"] for r in csv.DictReader(open(root / "results.csv"))]
     assert rows == ["poisoned", "teacher", "teacher-strong", "w2s", "strong", "strong2"]   # one extra teacher
-    (folder,) = (root / "teachers").iterdir()
+    (folder,) = (p for p in (root / "teachers").iterdir() if not p.name.startswith("."))  # lock files aside
     extra = load_manifest(folder)
     assert extra["config"]["teacher"]["epochs"] == 2 and extra["config"]["teacher"]["train_rows"] == [0, 96]
     assert extra["key"] != load_manifest(root / "teacher")["key"]

@@ -130,7 +130,7 @@ class TrainerOptions:
     strategy: str = "auto"
     precision: Optional[str] = None
     progress_bar: bool = True
-    checkpoint_every: int = 50
+    checkpoint_every: int = 100
 
     def __post_init__(self):
         if self.checkpoint_every < 0:
