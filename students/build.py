@@ -45,12 +45,23 @@ class StudentSpec:
 NEW_HEADS = ("score.", "classifier.", "pre_classifier.", "classification_head.")
 
 
+def check_head(name: str, config, num_labels: int) -> None:
+    """A checkpoint saved with a classification head must have one class per label of the data."""
+    trained = any(a.endswith("ForSequenceClassification") for a in config.architectures or [])
+    if trained and config.num_labels != num_labels:
+        raise ValueError(f"{name} has a classification head for {config.num_labels} classes, the data has "
+                         f"{num_labels}")
+
+
 def build_student(spec: StudentSpec, num_labels: int, lora: Optional[LoraSpec] = None):
     """Return ``(model, tokenizer)``; with ``lora`` only LoRA and the head are trainable (a
     quantized student can only be trained that way)."""
     from transformers import AutoModelForSequenceClassification
 
+    from transformers import AutoConfig
+
     path = resolve_model(spec.name)
+    check_head(spec.name, AutoConfig.from_pretrained(path, trust_remote_code=spec.trust_remote_code), num_labels)
     tokenizer = load_tokenizer(spec.name, spec.trust_remote_code)
     dtype = spec.torch_dtype()
     kwargs = dict(num_labels=num_labels, dtype=dtype, attn_implementation=spec.attn_implementation,

@@ -36,11 +36,18 @@ def attach_lora(model, spec: LoraSpec):
 
 def load_adapter(model, adapter: str):
     """``model`` with a saved LoRA adapter (a folder or hub id) on it. A local adapter must be
-    safetensors: a pickled ``adapter_model.bin`` can run code when it is loaded."""
+    safetensors (a pickled ``adapter_model.bin`` can run code when it is loaded), and one made
+    for another base model (other shapes) is refused in one line."""
     from peft import PeftModel
 
     folder = Path(adapter).expanduser()
     if folder.is_dir() and not (folder / "adapter_model.safetensors").is_file():
         raise ValueError(f"adapter: {adapter} holds no adapter_model.safetensors (pickled adapters are refused: "
                          f"loading them can run code)")
-    return PeftModel.from_pretrained(model, adapter)
+    try:
+        return PeftModel.from_pretrained(model, adapter)
+    except RuntimeError as err:
+        if "size mismatch" not in str(err):
+            raise
+        first = next(line.strip() for line in str(err).splitlines() if "size mismatch" in line)
+        raise ValueError(f"adapter: {adapter} was made for another base model than the student ({first})") from None

@@ -35,6 +35,8 @@ CASES = [  # (extra arguments, YAML appended to the config, what the line must s
     (["--teacher.model", "nope-org/nope-model"], "", "teacher.model: 'nope-org/nope-model' is neither a model folder"),
     (["--defenses.w2s.teacher.model=/nope/own"], "", "defenses.w2s.teacher.model: no model folder /nope/own"),
     (["--defenses.w2s.teacher.train_rows=[0, 9000]"], "", "defenses.w2s.teacher.train_rows: [0, 9000] is not a range"),
+    (["--student.name", "{classifier2}"], "", "student.name: {classifier2} has a classification head for 2 classes, "
+                                              "the data has 4"),
 ]
 
 
@@ -42,6 +44,13 @@ CASES = [  # (extra arguments, YAML appended to the config, what the line must s
 def test_bad_value_exits_2_before_anything_is_written(tmp_path, task, models, capsys, monkeypatch, extra, text,
                                                       message):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    if "{classifier2}" in " ".join(extra):  # a student saved with a 2-class head; the task has 4
+        from transformers import AutoModelForSequenceClassification
+
+        AutoModelForSequenceClassification.from_pretrained(models["llama"], num_labels=2).save_pretrained(
+            tmp_path / "classifier2")
+        extra = [a.replace("{classifier2}", str(tmp_path / "classifier2")) for a in extra]
+        message = message.replace("{classifier2}", str(tmp_path / "classifier2"))
     assert run(write_config(tmp_path, task, text), models, tmp_path / "runs", *extra) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
@@ -85,3 +94,29 @@ def test_a_bad_rerun_damages_nothing(tmp_path, task, models, capsys):
     assert run(write_config(tmp_path, task), models, runs, "--attack.target_label", "9") == 2
     assert run(write_config(tmp_path, task), models, runs, "--teacher.lr", "-1") == 2
     assert {p: p.read_bytes() for p in runs.rglob("*") if p.is_file()} == before
+
+
+def test_an_adapter_made_for_another_base_model_is_refused(tmp_path, task, models, capsys):
+    from transformers import AutoModelForSequenceClassification
+
+    from students.lora import LoraSpec, attach_lora
+    from tests import tiny
+
+    other = tiny.make_llama(tmp_path / "wider", hidden=64)
+    attach_lora(AutoModelForSequenceClassification.from_pretrained(other, num_labels=4), LoraSpec(r=4)) \
+        .save_pretrained(tmp_path / "adapter")
+    assert main(["evaluate", "--student", models["llama"], "--adapter", str(tmp_path / "adapter"), "--dataset", task,
+                 "--eval_rows", "8"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: adapter:") and "was made for another base model" in err and "size mismatch" in err
+
+
+def test_a_teacher_trained_for_other_classes_is_refused(trained, models):
+    from students import StudentSpec
+    from w2s.lit import UnlearnModule
+    from w2s.losses import ObjectiveConfig
+
+    module = UnlearnModule(StudentSpec(models["llama"]), teacher=trained["teacher"], num_labels=2,
+                           objective=ObjectiveConfig(ce=1, kd=1, fa=1))
+    with pytest.raises(ValueError, match=r"teacher: .* was trained for 4 classes, the data has 2"):
+        module.configure_model()

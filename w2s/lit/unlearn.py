@@ -67,6 +67,9 @@ class UnlearnModule(StudentModule):
             if teacher.spec.student_hidden_size != hidden:
                 raise ValueError(f"teacher projects to {teacher.spec.student_hidden_size} dims but the student's "
                                  f"hidden size is {hidden}: train the teacher for this student")
+            if teacher.spec.num_labels != self.num_labels:
+                raise ValueError(f"teacher: {self.teacher_path} was trained for {teacher.spec.num_labels} classes, "
+                                 f"the data has {self.num_labels}: train a teacher on this task")
             # Not registered as a submodule: it is not trained, checkpointed or wrapped by DDP.
             object.__setattr__(self, "teacher", teacher.eval().requires_grad_(False))
 

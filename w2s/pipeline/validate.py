@@ -9,6 +9,7 @@ import os
 import shutil
 from pathlib import Path
 
+from students.build import check_head
 from w2s.data.registry import dataset_name, get_dataset
 from w2s.embedded import resolve_model
 from w2s.pipeline.config import PipelineConfig
@@ -20,9 +21,14 @@ SPARE = 1.5  # the artifacts' estimate times this must be free (logs, staging co
 
 
 def validate(config: PipelineConfig) -> None:
-    _rows_and_labels(config)
+    classes = _rows_and_labels(config)
     for key, name in model_names(config).items():
-        check_model(key, name, config.student.trust_remote_code)
+        model = check_model(key, name, config.student.trust_remote_code)
+        if key == "student.name":
+            try:
+                check_head(name, model, classes)
+            except ValueError as err:
+                raise ValueError(f"{key}: {err}") from None
     for key in ("runs_dir", "report_dir"):
         if getattr(config, key):
             writable_folder(key, Path(getattr(config, key)))
@@ -34,9 +40,9 @@ def dataset_key(dataset) -> str:
     return dataset if isinstance(dataset, str) else json.dumps(to_jsonable(dataset), sort_keys=True)
 
 
-def _rows_and_labels(config: PipelineConfig) -> None:
+def _rows_and_labels(config: PipelineConfig) -> int:
     """Row ranges within their train split; the target label a class of the data; poisoning
-    data with the same classes as the experiment's."""
+    data with the same classes as the experiment's. Returns the number of classes."""
     poison_data = config.poison.dataset or config.dataset
     ranges = {"poison.train_rows": (poison_data, config.poison.train_rows),
               "teacher.train_rows": (config.dataset, config.teacher.train_rows),
@@ -59,6 +65,7 @@ def _rows_and_labels(config: PipelineConfig) -> None:
         raise ValueError(f"poison.dataset: {dataset_name(poison_data)} has {specs[dataset_key(poison_data)].num_labels} "
                          f"classes, {dataset_name(config.dataset)} has {classes}: poisoning and defense data must "
                          f"share their classes")
+    return classes
 
 
 def model_names(config: PipelineConfig) -> dict[str, str]:
@@ -75,9 +82,9 @@ def looks_local(name: str) -> bool:
     return name.startswith(("/", ".", "~")) or name.count("/") > 1 or Path(name).exists()
 
 
-def check_model(key: str, name: str, trust_remote_code: bool = False) -> None:
+def check_model(key: str, name: str, trust_remote_code: bool = False):
     """``name`` is an embedded model, a model folder or a hub id whose config loads (from the
-    cache when offline); reads the config only."""
+    cache when offline); reads the config only, and returns it."""
     from transformers import AutoConfig
 
     try:
@@ -95,7 +102,7 @@ def check_model(key: str, name: str, trust_remote_code: bool = False) -> None:
                              f"refused, since loading them can run code (convert them once where you trust them: "
                              f"save_pretrained(..., safe_serialization=True))")
     try:
-        AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+        return AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as err:
         reason = " ".join(str(err).split())[:200]
         raise ValueError(f"{key}: {name!r} is neither a model folder nor a Hugging Face model id that "
