@@ -91,7 +91,7 @@ def test_interrupted_stage_leaves_no_artifact(tmp_path, task, models, monkeypatc
     ("teacher: {epochz: 3}\n", "epochz"),
     ("eval_rows: many\n", "eval_rows"),
     ("wandb: {mode: sometimes}\n", "unknown wandb.mode"),
-    ("trainer: {devices: 2}\n", "the pipeline runs in one process"),
+    ("trainer: {devices: 2}\n", "several processes start from the command line"),
 ])
 def test_config_errors_exit_2_naming_the_key(tmp_path, task, models, capsys, text, message):
     assert run(write_config(tmp_path, task, text), models, tmp_path / "runs") == 2

@@ -141,6 +141,7 @@ def test_failed_trial_is_recorded_and_counted(tmp_path, fake_pipeline):
     ({"command": ["python", "train.py", "${args}"]}, "must call the w2s entry point"),
     ({"command": ["w2s", "evaluate", "${args}"]}, "a sweep runs `w2s pipeline ...`"),
     ({"command": ["w2s", "pipeline"]}, "with ${args}"),
+    ({"parameters": {"trainer.devices": {"values": [1, 2]}}}, "trainer.devices x trainer.num_nodes must be 1"),
 ])
 def test_bad_sweep_files_exit_2_before_any_trial(tmp_path, fake_pipeline, capsys, change, message):
     path = write_sweep(tmp_path, {"defenses.w2s.objective.fa": {"values": [1.0]}})

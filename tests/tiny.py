@@ -58,7 +58,7 @@ def make_gpt2(folder: Path, hidden: int = 32, seed: int = 0) -> Path:
     return folder
 
 
-def make_bert(folder: Path, hidden: int = 24, seed: int = 0) -> Path:
+def make_bert(folder: Path, hidden: int = 24, seed: int = 0, dropout: float = 0.1) -> Path:
     """A BERT encoder (the teacher's architecture): [CLS] first, right padding."""
     import torch
     from transformers import BertConfig, BertModel
@@ -67,7 +67,8 @@ def make_bert(folder: Path, hidden: int = 24, seed: int = 0) -> Path:
     _word_tokenizer(folder, cls_sep=True, pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
                     mask_token="[MASK]")
     config = BertConfig(vocab_size=len(VOCAB), hidden_size=hidden, num_hidden_layers=2, num_attention_heads=4,
-                        intermediate_size=2 * hidden, max_position_embeddings=128)
+                        intermediate_size=2 * hidden, max_position_embeddings=128, hidden_dropout_prob=dropout,
+                        attention_probs_dropout_prob=dropout)
     BertModel(config).save_pretrained(folder)
     return folder
 

@@ -99,7 +99,8 @@ def stage_cli(stage: str, args: list[str]) -> None:
                 self.model.save_artifact(output)
 
     StageCLI(module_class, W2SDataModule, args=args, parser_kwargs={"prog": f"w2s {stage}"},
-             trainer_defaults={"callbacks": [RestoreBest()], "num_sanity_val_steps": 0},
+             trainer_defaults={"callbacks": [RestoreBest()], "num_sanity_val_steps": 0,
+                               "use_distributed_sampler": False},  # W2SDataModule shares the rows itself
              save_config_kwargs={"overwrite": True})
 
 

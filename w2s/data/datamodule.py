@@ -24,13 +24,14 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 from torchdata.stateful_dataloader import StatefulDataLoader
-from torchdata.stateful_dataloader.sampler import RandomSampler
 
 from w2s.attacks.poison import PoisonConfig, build_attack, build_triggered_set, poison_examples
 from w2s.data.hub import HubDataset
 from w2s.data.readers import Example
 from w2s.data.registry import get_dataset
+from w2s.data.sampling import EpochPermutation, ProcessBatches
 from w2s.data.truncation import WARN_BELOW, survives, word_limit
+from w2s.distributed import shard
 from w2s.losses.class_weights import check_class_weights, class_weights
 from w2s.tokenizers import load_tokenizer
 
@@ -205,18 +206,20 @@ class W2SDataModule(pl.LightningDataModule):
         return {f"{prefix}input_ids": enc["input_ids"], f"{prefix}attention_mask": enc["attention_mask"]}
 
     def _loader(self, items: list[dict], shuffle: bool, batch_size: int) -> DataLoader:
-        """Every loader draws from seeded generators of its own, never from the global one, so
-        that evaluation does not move the random state training continues from. The train
-        loader is stateful, its order drawn from its sampler's own generator: Lightning's
+        """This process's loader (all rows with one process; ``w2s.distributed``). Every loader
+        draws from a seeded generator of its own, never from the global one, so that evaluation
+        does not move the random state training continues from. The train loader is stateful
+        and its order a function of the seed and the epoch (``w2s.data.sampling``): Lightning's
         checkpoints hold where in the epoch it was, and a resumed fit continues with the next
         batch of the same order."""
-        def seeded() -> torch.Generator:
-            return torch.Generator().manual_seed(self.seed)
-
-        options = dict(batch_size=batch_size, generator=seeded(), collate_fn=self.collate, num_workers=self.num_workers)
+        trainer = self.trainer
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        options = dict(generator=torch.Generator().manual_seed(self.seed), collate_fn=self.collate,
+                       num_workers=self.num_workers)
         if shuffle:
-            return StatefulDataLoader(items, sampler=RandomSampler(items, generator=seeded()), **options)
-        return DataLoader(items, **options)
+            batches = ProcessBatches(EpochPermutation(len(items), self.seed), batch_size, rank, world)
+            return StatefulDataLoader(items, batch_sampler=batches, **options)
+        return DataLoader(shard(items, rank, world), batch_size=batch_size, **options)
 
     def train_dataloader(self) -> DataLoader:
         self._train_loader = self._loader(self.train, True, self.batch_size)
@@ -236,7 +239,7 @@ class W2SDataModule(pl.LightningDataModule):
         self._resume_train = state_dict.get("train_loader")
 
     def teacher_dataloader(self) -> DataLoader:
-        """The train rows in order, for computing the teacher's outputs once."""
+        """This process's share of the train rows in order, for computing the teacher's outputs once."""
         return self._loader(self.train, False, self.eval_batch_size)
 
     def val_dataloader(self) -> list[DataLoader]:

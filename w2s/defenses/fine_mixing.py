@@ -10,6 +10,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from w2s import distributed
 from w2s.defenses.base import Defense, register_defense
 
 
@@ -56,7 +57,9 @@ class FineMixing(Defense):
 
         options = self.options(stage.options)
         folder = run.folder / "mixed"
-        run.info["mixed_elements"] = mix_folder(poisoned, config.student, folder, options)
+        if run.writer:
+            run.info["mixed_elements"] = mix_folder(poisoned, config.student, folder, options)
+        distributed.barrier()  # every process trains on the mixed weights
         stages.defense(config, run, name, stage, folder, teacher)
 
 

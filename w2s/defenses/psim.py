@@ -50,4 +50,4 @@ class Psim(Defense):
         run.metrics |= {"false_alarm_rate": clean["test/false_alarm_rate"],
                         "detection_rate": triggered["test/detection_rate"]}
         run.info["threshold"] = module.threshold
-        module.save_artifact(run.folder / "model")
+        run.save(module, "model")

@@ -1,7 +1,8 @@
 from w2s.defenses.base import Defense, register_defense
 
-# Chosen trigger-blind on BadNet SST-2 (docs/levers.md): the teacher's terms decay to 0 over training.
-W2S_OBJECTIVE = {"ce": 1.0, "kd": 1.0, "fa": 10.0, "normalize_features": True, "schedule": "decay"}
+# Chosen on BadNet SST-2 over three seeds (docs/levers.md): the teacher's terms at a constant weight
+# (the schedule's default); decaying them to 0 let part of the backdoor return on two of three seeds.
+W2S_OBJECTIVE = {"ce": 1.0, "kd": 1.0, "fa": 10.0, "normalize_features": True}
 
 
 @register_defense("w2s")

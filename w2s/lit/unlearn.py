@@ -75,43 +75,57 @@ class UnlearnModule(StudentModule):
 
     def on_fit_start(self) -> None:
         if self.teacher is not None:
-            self.cache_teacher(self.trainer.datamodule.teacher_dataloader())
+            data = self.trainer.datamodule
+            self.cache_teacher(data.teacher_dataloader(), rows=len(data.train))
 
     @torch.no_grad()
-    def cache_teacher(self, loader) -> None:
-        """Teacher logits ``(N, C)`` and features ``(N, H)`` for every training row, once."""
+    def cache_teacher(self, loader, rows: int | None = None) -> None:
+        """Teacher logits ``(N, C)`` and features ``(N, H)`` for every training row, once: each
+        process computes the rows of ``loader`` (its share of the ``rows``), all processes get all."""
         self.teacher.to(self.device)
-        logits, features = {}, {}
-        for batch in loader:
-            out_logits, out_features = self.teacher(batch["teacher_input_ids"].to(self.device),
-                                                    batch["teacher_attention_mask"].to(self.device))
-            for i, index in enumerate(batch["index"].tolist()):
-                logits[index], features[index] = out_logits[i], out_features[i]
-        order = sorted(logits)
-        if order != list(range(len(order))):
-            raise ValueError("teacher cache needs row indices 0..N-1")
-        self.teacher_logits = torch.stack([logits[i] for i in order])
-        self.teacher_features = torch.stack([features[i] for i in order])
+        self.teacher_logits, self.teacher_features = self.per_row(
+            loader, lambda batch: self.teacher(batch["teacher_input_ids"].to(self.device),
+                                               batch["teacher_attention_mask"].to(self.device)), rows)
         self.teacher.to("cpu")  # not needed on the accelerator any more
         if self.objective.fa_target == "fitted" and self.objective.fa > 0:
-            student = self.student_features(loader)
+            student = self.student_features(loader, rows)
             self.teacher_features = project(self.teacher_features, fit_projection(self.teacher_features, student))
 
     @torch.no_grad()
-    def student_features(self, loader) -> torch.Tensor:
+    def student_features(self, loader, rows: int | None = None) -> torch.Tensor:
         """``(N, H)`` the student's pooled states (``fa_layer``, ``fa_pool``) for every training
         row in index order, before any update and without dropout."""
         training = self.model.training
         self.model.eval()
-        features = {}
-        for batch in loader:
+
+        def pooled_states(batch):
             ids, mask = batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device)
             out = forward_with_features(self.model, ids, mask, self.decoder, layer=self.objective.fa_layer)
-            rows = pooled(self.objective, out.features, out.hidden, mask).float()
-            for i, index in enumerate(batch["index"].tolist()):
-                features[index] = rows[i]
+            return (pooled(self.objective, out.features, out.hidden, mask).float(),)
+
+        (features,) = self.per_row(loader, pooled_states, rows)
         self.model.train(training)
-        return torch.stack([features[i] for i in sorted(features)])
+        return features
+
+    def per_row(self, loader, compute, rows: int | None = None) -> tuple[torch.Tensor, ...]:
+        """``compute(batch)``'s ``(B, ...)`` tensors for the rows of ``loader``, gathered from every
+        process (each padded to ``ceil(rows / processes)``) and put in row-index order 0..N-1."""
+        index, outputs = [], []
+        for batch in loader:
+            index.append(batch["index"].to(self.device))
+            outputs.append(compute(batch))
+        index, values = torch.cat(index), [torch.cat(column) for column in zip(*outputs)]
+        world = self.trainer.world_size if self._trainer is not None else 1
+        if world > 1:
+            size = -(-rows // world)
+            index = torch.cat([index, index.new_full((size - len(index),), -1)])
+            values = [torch.cat([v, v.new_zeros((size - len(v), *v.shape[1:]))]) for v in values]
+            index = self.all_gather(index).flatten()
+            values = [self.all_gather(v).flatten(0, 1) for v in values]
+        order = index.argsort()[(index < 0).sum():]  # padding (-1) sorts first
+        if not torch.equal(index[order], torch.arange(len(order), device=index.device)):
+            raise ValueError("the teacher cache needs row indices 0..N-1")
+        return tuple(v[order] for v in values)
 
     def training_step(self, batch, batch_idx):
         out = forward_with_features(self.model, batch["input_ids"], batch["attention_mask"], self.decoder,

@@ -12,6 +12,7 @@ from students.quantization import QUANTIZATIONS
 from w2s.attacks.poison import PoisonConfig
 from w2s.data.hub import HubDataset
 from w2s.defenses import Defense, get_defense
+from w2s.distributed import STRATEGIES
 from w2s.lit.base import OptimConfig
 from w2s.losses.class_weights import check_class_weights
 from w2s.losses.objective import ObjectiveConfig
@@ -123,10 +124,13 @@ class DefenseStage(TrainStage):
 class TrainerOptions:
     """Passed to ``pl.Trainer``; ``precision`` e.g. ``bf16-mixed`` on a GPU. ``checkpoint_every``:
     a resumable checkpoint every N optimizer steps (0: none); a stage that was killed resumes
-    from its last one when the same command runs again."""
+    from its last one when the same command runs again. ``devices`` x ``num_nodes`` > 1 runs
+    the pipeline in that many processes under DDP (``w2s.distributed``): each global batch of
+    ``batch_size`` rows is shared among them, so the steps are the one-process run's."""
 
     accelerator: str = "auto"
     devices: int = 1
+    num_nodes: int = 1
     strategy: str = "auto"
     precision: Optional[str] = None
     progress_bar: bool = True
@@ -135,6 +139,21 @@ class TrainerOptions:
     def __post_init__(self):
         if self.checkpoint_every < 0:
             raise ValueError(f"checkpoint_every must be >= 0 (0: no checkpoints), got {self.checkpoint_every}")
+        if self.devices < 1 or self.num_nodes < 1:
+            raise ValueError(f"trainer.devices and trainer.num_nodes must be >= 1, got {self.devices}, {self.num_nodes}")
+        if self.processes > 1 and self.strategy not in STRATEGIES:
+            raise ValueError(f"trainer.strategy {self.strategy!r}: a pipeline in several processes runs under "
+                             f"{', '.join(STRATEGIES)}")
+
+    @property
+    def processes(self) -> int:
+        return self.devices * self.num_nodes
+
+    @property
+    def lightning_strategy(self) -> str:
+        """``auto`` is DDP in several processes (Lightning would pick a spawning strategy, which
+        cannot re-run the pipeline)."""
+        return "ddp" if self.processes > 1 and self.strategy == "auto" else self.strategy
 
 
 @dataclass(frozen=True)
@@ -237,9 +256,6 @@ class PipelineConfig:
     report_dir: Optional[str] = None
 
     def __post_init__(self):
-        if self.trainer.devices != 1:
-            raise ValueError("trainer.devices: the pipeline runs in one process; for multi-device (DDP) training "
-                             "run the stages with `w2s teacher|poison|unlearn fit --trainer.devices N`")
         if self.student.quantization not in (None, *QUANTIZATIONS):
             raise ValueError(f"unknown student.quantization {self.student.quantization!r}; "
                              f"valid: {', '.join(QUANTIZATIONS)} or null")

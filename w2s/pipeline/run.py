@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+from w2s import distributed
 from w2s.attacks import attack_class
 from w2s.data.registry import dataset_name, get_dataset
 from w2s.pipeline import stages
@@ -27,6 +28,8 @@ def run_pipeline(config: PipelineConfig) -> list[dict]:
     """Poisoned student, teacher (if a defense uses one), each defense, in one W&B run (unless
     disabled); returns the result rows."""
     validate(config)  # everything, before any training
+    options = config.trainer
+    distributed.launch(options.accelerator, options.devices, options.num_nodes)  # with several processes
     root = Path(config.runs_dir) / config.experiment
     report = Path(config.report_dir) if config.report_dir else root
     with tracking_run(config, report) as tracker:
@@ -87,7 +90,8 @@ def _run(config: PipelineConfig, root: Path, report: Path, tracker) -> list[dict
               else f"{config.attack.mode}, target {config.attack.target_label}")
     title = f"{config.experiment}: {dataset_name(config.dataset)}, {config.attack.attack} ({attack})"
     lines = notes(manifests, clean_lora)
-    write_report(rows, report, title, lines)
+    if distributed.is_writer():
+        write_report(rows, report, title, lines)
     print(f"\n{title}\n\n{markdown(rows)}" + "".join(f"\n{n}" for n in lines) + ("\n" if lines else "")
           + f"\nwritten: {', '.join(str(report / f) for f in ('results.md', 'results.csv', 'results.png', 'frontier.png'))}")
     return rows

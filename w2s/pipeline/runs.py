@@ -19,6 +19,7 @@ from typing import Any, Iterator
 import torch
 from filelock import FileLock, Timeout
 
+from w2s import distributed
 from w2s.artifacts import atomic_folder
 
 MANIFEST = "manifest.json"
@@ -101,6 +102,15 @@ class StageRun:
     info: dict[str, Any] = dataclasses.field(default_factory=dict)  # counts and warnings about the data
     wandb: Any = None  # the invocation's W&B run (w2s.pipeline.tracking), or None
     checkpoints: Path | None = None  # resumable checkpoints, one folder per fit (w2s.pipeline.stages)
+    writer: bool = True  # False in the processes beside process 0, which write nothing (w2s.distributed)
+
+    def save(self, module: Any, name: str) -> Path:
+        """``module.save_artifact(folder/name)`` by the writing process; every process returns
+        once it is there (a stage may load what it saved)."""
+        if self.writer:
+            module.save_artifact(self.folder / name)
+        distributed.barrier()
+        return self.folder / name
 
 
 def load_manifest(folder: Path) -> dict | None:
@@ -121,35 +131,45 @@ def stage(folder: Path, name: str, config: Any, inputs: dict[str, str], seed: in
 
     One process at a time trains a folder: the others wait on its file lock, then reuse what it
     wrote. Checkpoints go to a folder named by the key beside ``folder``, kept until the stage
-    finishes, so the same command after a kill resumes from them (``StageRun.checkpoints``)."""
+    finishes, so the same command after a kill resumes from them (``StageRun.checkpoints``).
+    In a multi-process run (``w2s.distributed``) process 0 decides and writes; the others train
+    in its staging folder without writing, and every process waits until the folder is in place."""
     key = fingerprint({"stage": name, "config": config, "inputs": inputs, "seed": seed, "code": code_version()})
     folder.parent.mkdir(parents=True, exist_ok=True)
+    writer = distributed.is_writer()  # the other processes of a multi-process run follow its decisions
     lock = FileLock(folder.parent / f".{folder.name}.lock")
+    if writer:
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            print(f"w2s: {name}: another run is training it, waiting ({lock.lock_file})", flush=True)
+            lock.acquire()
     try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        print(f"w2s: {name}: another run is training it, waiting ({lock.lock_file})", flush=True)
-        lock.acquire()
-    try:
-        existing = load_manifest(folder)
-        if existing is not None and existing.get("key") == key:
+        existing = load_manifest(folder) if writer else None
+        if distributed.agree(existing is not None and existing.get("key") == key):
             yield None
             return
         checkpoints = folder.parent / f".{folder.name}.resume-{key}"
+        if not writer:
+            yield StageRun(Path(distributed.agree(None)), checkpoints=checkpoints, writer=False)
+            distributed.barrier()  # until process 0 has put the folder in place
+            return
         for stale in folder.parent.glob(f".{folder.name}.resume-*"):  # of settings that changed since
             if stale != checkpoints:
                 shutil.rmtree(stale, ignore_errors=True)
         started = time.time()
         reset_peak_memory()
         with atomic_folder(folder) as staging:
-            run = StageRun(staging, checkpoints=checkpoints)
+            run = StageRun(Path(distributed.agree(str(staging))), checkpoints=checkpoints)
             yield run
             manifest = {"stage": name, "key": key, "config": to_jsonable(config), "inputs": inputs, "seed": seed,
                         "code": code_version(), "versions": versions(), "metrics": run.metrics, "info": run.info,
-                        "trainable_params": run.trainable_params,
+                        "trainable_params": run.trainable_params, "processes": distributed.world_size(),
                         "wall_time_s": round(time.time() - started, 1), "peak_memory_mb": round(peak_memory_mb(), 1),
                         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
             (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
         shutil.rmtree(checkpoints, ignore_errors=True)
+        distributed.barrier()
     finally:
-        lock.release()
+        if writer:
+            lock.release()

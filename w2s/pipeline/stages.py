@@ -33,7 +33,8 @@ from w2s.pipeline.tracking import StageLogger
 
 
 def make_trainer(config: PipelineConfig, run: StageRun, stage: TrainStage, name: str, **overrides) -> pl.Trainer:
-    """A Trainer with the configured hardware, the CSV logger under the stage folder (plus the
+    """A Trainer with the configured hardware (the processes share the data themselves:
+    ``W2SDataModule``), the CSV logger under the stage folder (plus the
     invocation's W&B run, if any), best-clean-dev restoring when ``stage.keep`` is ``best``, and
     a resumable checkpoint every ``trainer.checkpoint_every`` steps in ``run.checkpoints/name``."""
     options = config.trainer
@@ -47,7 +48,8 @@ def make_trainer(config: PipelineConfig, run: StageRun, stage: TrainStage, name:
         callbacks.append(ModelCheckpoint(dirpath=run.checkpoints / name, save_top_k=0, save_last=True,
                                          every_n_train_steps=options.checkpoint_every))
     return pl.Trainer(max_epochs=stage.epochs, accelerator=options.accelerator, devices=options.devices,
-                      strategy=options.strategy, precision=options.precision, logger=loggers,
+                      num_nodes=options.num_nodes, strategy=options.lightning_strategy, precision=options.precision,
+                      use_distributed_sampler=False, logger=loggers,
                       callbacks=callbacks, enable_checkpointing=checkpointing,
                       enable_progress_bar=options.progress_bar, enable_model_summary=False,
                       num_sanity_val_steps=0, **overrides)
@@ -138,7 +140,7 @@ def poison(config: PipelineConfig, run: StageRun) -> None:
     run.info["poisoned_indices"] = data.poisoned_indices  # within poison.train_rows
     run.info["train_rows"] = len(data.train)
     fit_and_test(config, run, "poisoned", module, stage, data, _poisoned_evaluation(config, student.name))
-    module.save_artifact(run.folder / "model")
+    run.save(module, "model")
 
 
 def _poisoned_evaluation(config: PipelineConfig, tokenizer: str) -> W2SDataModule | None:
@@ -157,7 +159,7 @@ def poison_pretrained(config: PipelineConfig, run: StageRun) -> None:
     module = PorModule(student, build_attack(config.attack, data.spec), stage.optim())
     pl.seed_everything(config.seed, verbose=False)
     fit(make_trainer(config, run, replace(stage, keep="last"), "por", limit_val_batches=0), module, data, run, "por")
-    module.save_artifact(run.folder / "pretrained")
+    run.save(module, "pretrained")
     run.info |= {"poisoned_rows": data.poisoned_rows, "train_rows": len(data.train)}
 
     head = stage.head
@@ -166,7 +168,7 @@ def poison_pretrained(config: PipelineConfig, run: StageRun) -> None:
                           config.attack.target_label, clean.class_weights(head.class_weights), head_only=True)
     fit_and_test(config, run, "poisoned", victim, head, clean, _poisoned_evaluation(config, student.name))
     run.info["warnings"] += [w for w in data.trigger_warnings() if w.startswith("train")]  # the POR rows
-    victim.save_artifact(run.folder / "model")
+    run.save(victim, "model")
 
 
 def teacher(config: PipelineConfig, run: StageRun) -> None:
@@ -176,7 +178,7 @@ def teacher(config: PipelineConfig, run: StageRun) -> None:
                        trust_remote_code=config.student.trust_remote_code)
     module = TeacherModule(spec, stage.optim(), config.attack.target_label, data.class_weights(stage.class_weights))
     fit_and_test(config, run, "teacher", module, stage, data)
-    module.save_artifact(run.folder / "model")
+    run.save(module, "model")
 
 
 def defender_student(config: PipelineConfig, run: StageRun, stage: DefenseStage, poisoned: Path) -> StudentSpec:
@@ -205,4 +207,4 @@ def defense(config: PipelineConfig, run: StageRun, name: str, stage: DefenseStag
                            data.num_labels, stage.optim(), config.attack.target_label,
                            data.class_weights(stage.class_weights))
     fit_and_test(config, run, name, module, stage, data)
-    module.save_artifact(run.folder / "model")
+    run.save(module, "model")

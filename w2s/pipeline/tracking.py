@@ -18,6 +18,7 @@ from urllib.parse import urlparse
 
 from pytorch_lightning.loggers import WandbLogger
 
+from w2s import distributed
 from w2s.pipeline.config import PipelineConfig
 from w2s.pipeline.report import COLUMNS, summary
 from w2s.pipeline.runs import to_jsonable
@@ -59,9 +60,9 @@ def resolve_mode(mode: str) -> str:
 @contextmanager
 def tracking_run(config: PipelineConfig, folder: Path) -> Iterator[Any]:
     """The invocation's W&B run (files under ``folder/wandb``), or ``None`` when disabled; a
-    failure inside marks the run failed."""
+    failure inside marks the run failed. Only process 0 of a multi-process run has one."""
     mode = resolve_mode(config.wandb.mode)
-    if mode == "disabled":
+    if mode == "disabled" or not distributed.is_writer():
         yield None
         return
     import wandb

@@ -52,7 +52,10 @@ def check(spec: SweepSpec):
     must give a valid config, and the metric must name a row and column of the results table.
     Returns the config with the first values."""
     first = base_config(spec, {p.name: p.ends[0] for p in spec.parameters})
-    base_config(spec, {p.name: p.ends[1] for p in spec.parameters})
+    last = base_config(spec, {p.name: p.ends[1] for p in spec.parameters})
+    if max(first.trainer.processes, last.trainer.processes) > 1:
+        raise SweepError(f"{spec.name}: trials run in this process: trainer.devices x trainer.num_nodes must be 1 "
+                         f"(run several trials at once with --parallel, or a multi-device trial with w2s pipeline)")
     column = spec.metric.partition("/")[2]
     stages = (*TOP_STAGES, *first.defenses)
     if spec.stage not in stages or column not in NUMERIC:

@@ -1,0 +1,126 @@
+"""The pipeline in several processes (DDP, 2 gloo processes on CPU): the same stages, steps and
+metrics as one process; the data split that makes it so; one writer."""
+import csv
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from torchdata.stateful_dataloader import StatefulDataLoader
+from torchdata.stateful_dataloader.sampler import RandomSampler
+
+from tests import tiny
+from tests.test_pipeline import run, tiny_args, write_config
+from w2s.data.sampling import EpochPermutation, ProcessBatches
+from w2s.pipeline.runs import load_manifest
+
+# No dropout anywhere: with it, two processes draw other masks than one (same distribution,
+# other numbers), and this test compares numbers.
+DEFENSES = ("defenses:\n  lora: {epochs: 2, lr: 3.0e-3, lora: {r: 4, dropout: 0}}\n"
+            "  w2s: {epochs: 2, lr: 3.0e-3, lora: {r: 4, dropout: 0}, objective: {ce: 1, kd: 1, fa: 1}}\n")
+LEARN = ["--poison.train_rows", "[0, 192]", "--teacher.train_rows", "[0, 192]", "--defense_rows", "[192, 288]",
+         "--poison.epochs", "3", "--teacher.epochs", "3", "--poison.lr", "3e-3", "--teacher.lr", "3e-3",
+         "--eval_rows", "64"]
+STAGES = ("poisoned", "teacher", "defenses/lora", "defenses/w2s")
+WEIGHTS = ("poisoned/model/model.safetensors", "teacher/model/encoder/model.safetensors",
+           "defenses/lora/model/adapter/adapter_model.safetensors", "defenses/w2s/model/adapter/adapter_model.safetensors")
+METRICS = ("ca", "dev_ca", "asr", "asr_clean_correct", "balanced_accuracy", "macro_f1", "majority_share")
+
+
+def test_one_process_order_is_the_seeded_permutation_of_each_epoch():
+    """The same order as a stateful RandomSampler with a generator seeded once (the order of
+    earlier versions), epoch by epoch."""
+    reference = RandomSampler(range(50), generator=torch.Generator().manual_seed(3))
+    sampler = EpochPermutation(50, seed=3)
+    for epoch in range(3):
+        sampler.set_epoch(epoch)
+        assert list(sampler) == list(reference)
+    sampler.set_epoch(1)
+    assert list(sampler) != list(EpochPermutation(50, seed=3))
+
+
+@pytest.mark.parametrize("n, batch, world", [(48, 16, 2), (50, 16, 2), (49, 16, 3), (17, 16, 2), (33, 16, 4)])
+def test_processes_split_every_global_batch(n, batch, world):
+    sampler = EpochPermutation(n, seed=0)
+    whole = list(ProcessBatches(sampler, batch))
+    shares = [list(ProcessBatches(sampler, batch, rank, world)) for rank in range(world)]
+    assert len({len(s) for s in shares}) == 1 and all(len(s) == len(ProcessBatches(sampler, batch, r, world))
+                                                      for r, s in enumerate(shares))
+    for step, rows in enumerate(zip(*shares)):
+        assert sorted(sum(rows, [])) == sorted(whole[step])                 # the one-process batch, split
+        assert max(map(len, rows)) - min(map(len, rows)) <= 1 and min(map(len, rows)) >= 1
+    dropped = len(whole) - len(shares[0])
+    assert dropped == (1 if 0 < n % batch < world else 0)                  # a tail too small to share
+
+
+def test_a_resumed_loader_continues_the_order():
+    """What Lightning does on resume: a new loader, its saved state, then set_epoch, then iter."""
+    def loader():
+        return StatefulDataLoader(list(range(40)), batch_sampler=ProcessBatches(EpochPermutation(40, 1), 8, 1, 2))
+
+    first = loader()
+    first.batch_sampler.sampler.set_epoch(2)
+    it = iter(first)
+    seen = [next(it).tolist() for _ in range(2)]
+    state = first.state_dict()
+    rest = [b.tolist() for b in it]
+    second = loader()
+    second.load_state_dict(state)
+    second.batch_sampler.sampler.set_epoch(2)
+    assert [b.tolist() for b in second] == rest and len(seen) + len(rest) == 5
+
+
+def test_pipeline_in_two_processes_matches_one(tmp_path, task):
+    models = {"llama": str(tiny.make_llama(tmp_path / "llama")),
+              "bert": str(tiny.make_bert(tmp_path / "bert", dropout=0.0))}
+    config = write_config(tmp_path, task, defenses=DEFENSES)
+    assert run(config, models, tmp_path / "one", *LEARN) == 0
+    env = os.environ | {"PYTHONPATH": os.getcwd(), "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"}
+    two = subprocess.run([sys.executable, "-m", "w2s", "pipeline", "--config", str(config),
+                          *tiny_args(models, tmp_path / "two"), *LEARN, "--trainer.devices", "2"],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert two.stdout.count("| w2s |") == 1                              # one table: the other process is quiet
+    assert two.stdout.count(": training (") == len(STAGES)
+    for stage in STAGES:
+        one, both = (load_manifest(tmp_path / runs / "tiny" / stage) for runs in ("one", "two"))
+        assert both["processes"] == 2 and one["processes"] == 1
+        for metric in METRICS:
+            assert both["metrics"][metric] == pytest.approx(one["metrics"][metric], abs=1e-6), (stage, metric)
+    for weights in WEIGHTS:                                                # the same steps
+        one, both = (load_file(tmp_path / runs / "tiny" / weights) for runs in ("one", "two"))
+        assert one.keys() == both.keys() and all(torch.allclose(one[k], both[k], rtol=1e-4, atol=1e-5) for k in one)
+    trained = load_manifest(tmp_path / "one" / "tiny" / "poisoned")["metrics"]
+    assert trained["ca"] > 0.75 and trained["majority_share"] < 0.5       # it learned: the match is not trivial
+    rows = {runs: list(csv.DictReader(open(tmp_path / runs / "tiny" / "results.csv"))) for runs in ("one", "two")}
+    assert [r["defense"] for r in rows["two"]] == [r["defense"] for r in rows["one"]]
+    assert not list((tmp_path / "two").rglob(".*.tmp-*"))                 # nothing half-written left
+    rerun = subprocess.run([sys.executable, "-m", "w2s", "pipeline", "--config", str(config),
+                            *tiny_args(models, tmp_path / "two"), *LEARN, "--trainer.devices", "2"],
+                           capture_output=True, text=True, env=env, timeout=600)
+    assert rerun.returncode == 0 and rerun.stdout.count("up to date, reused") == len(STAGES), rerun.stderr[-2000:]
+
+
+def test_each_process_loads_its_share_of_the_rows(task, models):
+    """Training, teacher-cache and evaluation rows split across two processes, none twice."""
+    from types import SimpleNamespace
+
+    from w2s.data.datamodule import W2SDataModule
+
+    def rows(rank):
+        data = W2SDataModule(task, tokenizer=models["llama"], train_rows=(0, 40), eval_rows=30, batch_size=8)
+        data.trainer = SimpleNamespace(global_rank=rank, world_size=2)
+        data.setup("fit")
+        loaders = {"train": [data.train_dataloader()], "teacher": [data.teacher_dataloader()],
+                   "test": data.test_dataloader()}
+        return {name: [sorted(torch.cat([b["index"] for b in loader]).tolist()) for loader in group]
+                for name, group in loaders.items()}
+
+    first, second = rows(0), rows(1)
+    for name in ("train", "teacher", "test"):
+        for a, b in zip(first[name], second[name]):
+            assert not set(a) & set(b) and abs(len(a) - len(b)) <= 1
+    assert sorted(first["train"][0] + second["train"][0]) == list(range(40))
+    assert sorted(first["test"][0] + second["test"][0]) == list(range(30))
