@@ -24,7 +24,10 @@ class StudentSpec:
         quantization: ``None``, ``"4bit"`` (NF4) or ``"8bit"`` (bitsandbytes).
         dtype: ``"auto"`` is bf16 on GPU, fp32 on CPU; or a key of ``DTYPES``.
         attn_implementation: ``eager`` by default: SDPA with left padding and bf16 was seen
-            to collapse SmolLM2 training on a GPU (docs/measurements.md).
+            to collapse SmolLM2 training on a GPU (docs/measurements.md); ``sdpa`` gives eager's
+            logits and gradients with left padding in fp32 (tests/test_fast_path.py).
+        gradient_checkpointing: recompute each layer's activations in the backward pass instead
+            of keeping them (less memory, about a third more compute; the same gradients).
     """
 
     name: str = "smollm2-135m"
@@ -32,6 +35,7 @@ class StudentSpec:
     dtype: str = "auto"
     attn_implementation: str = "eager"
     trust_remote_code: bool = False
+    gradient_checkpointing: bool = False
 
     def torch_dtype(self) -> torch.dtype:
         if self.dtype == "auto":
@@ -73,10 +77,16 @@ def build_student(spec: StudentSpec, num_labels: int, lora: Optional[LoraSpec] =
     model, info = AutoModelForSequenceClassification.from_pretrained(path, output_loading_info=True, **kwargs)
     report_new_weights(spec.name, info, expected=NEW_HEADS)
     model.config.pad_token_id = tokenizer.pad_token_id
-    if lora is not None:
-        if spec.quantization:
-            from peft import prepare_model_for_kbit_training
+    checkpointing = {"use_reentrant": False}  # needs no inputs that require grad (LoRA on a frozen base)
+    if spec.quantization and lora is not None:
+        from peft import prepare_model_for_kbit_training
 
-            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=spec.gradient_checkpointing,
+                                                gradient_checkpointing_kwargs=checkpointing)
+    elif spec.gradient_checkpointing and hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.2x
+        model.activation_checkpointing_enable(checkpointing)
+    elif spec.gradient_checkpointing:
+        model.gradient_checkpointing_enable(checkpointing)
+    if lora is not None:
         model = attach_lora(model, lora)
     return model, tokenizer

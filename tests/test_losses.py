@@ -122,7 +122,7 @@ def test_non_finite_loss_stops_training():
     from w2s.lit.base import ClassifierModule, OptimConfig
 
     module = ClassifierModule(OptimConfig(), target_label=0, num_labels=2)
-    with pytest.raises(ValueError, match="non-finite training loss at step 0 \\(ce=nan\\)"):
+    with pytest.raises(ValueError, match="non-finite training loss by step 0 \\(this step: ce=nan\\)"):
         module.log_losses(torch.tensor(float("nan")), {"ce": torch.tensor(float("nan"))}, 4)
 
 

@@ -16,6 +16,7 @@ trigger (``w2s.data.truncation``).
 """
 from __future__ import annotations
 
+import os
 import random
 from dataclasses import dataclass, replace
 from typing import Optional, Union
@@ -29,13 +30,15 @@ from w2s.attacks.poison import PoisonConfig, build_attack, build_triggered_set, 
 from w2s.data.hub import HubDataset
 from w2s.data.readers import Example
 from w2s.data.registry import get_dataset
-from w2s.data.sampling import EpochPermutation, ProcessBatches
+from w2s.data.sampling import EpochPermutation, LengthBuckets, ProcessBatches
 from w2s.data.truncation import WARN_BELOW, survives, word_limit
 from w2s.distributed import shard
 from w2s.losses.class_weights import check_class_weights, class_weights
 from w2s.tokenizers import load_tokenizer
 
 CLEAN, TRIGGERED = 0, 1  # dataloader indices of the evaluation loaders
+SCALARS = {"index": "index", "labels": "label", "row": "row", "clean_labels": "clean_label",
+           "trigger_index": "trigger_index"}  # batch key: row field
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,10 @@ class W2SDataModule(pl.LightningDataModule):
             trigger: checkpoints are selected on clean data).
         dev_rows: ``[start, stop)`` rows of the train split, clean, to validate on instead of the
             dev split (the defender's own held-out rows); implies ``blind``.
+        bucket_batches: length bucketing: each run of this many training batches holds rows of
+            similar length (``w2s.data.sampling.LengthBuckets``; 0: off). Evaluation rows are
+            always taken longest first (less padding; the metrics do not depend on the order).
+        num_workers: DataLoader worker processes (batches only pad token ids made once in ``setup``).
     """
 
     def __init__(self, dataset: Union[str, HubDataset] = "sst2", tokenizer: str = "smollm2-135m",
@@ -74,10 +81,11 @@ class W2SDataModule(pl.LightningDataModule):
                  eval_rows: Optional[int] = None, max_length: int = 128, batch_size: int = 32,
                  eval_batch_size: Optional[int] = None, num_workers: int = 0, seed: int = 0,
                  trigger_tokenizers: Optional[list[str]] = None, blind: bool = False,
-                 dev_rows: Optional[tuple[int, int]] = None):
+                 dev_rows: Optional[tuple[int, int]] = None, bucket_batches: int = 0):
         super().__init__()
-        if max_length < 2 or batch_size < 1:
-            raise ValueError(f"max_length must be >= 2 and batch_size >= 1, got {max_length}, {batch_size}")
+        if max_length < 2 or batch_size < 1 or bucket_batches < 0 or num_workers < 0:
+            raise ValueError(f"max_length must be >= 2, batch_size >= 1, bucket_batches and num_workers >= 0, "
+                             f"got {max_length}, {batch_size}, {bucket_batches}, {num_workers}")
         for key, rows in (("train_rows", train_rows), ("dev_rows", dev_rows)):
             if rows is not None and not 0 <= rows[0] < rows[1]:
                 raise ValueError(f"{key} must be [start, stop) with 0 <= start < stop, got {rows}")
@@ -89,6 +97,7 @@ class W2SDataModule(pl.LightningDataModule):
         self.dev_rows, self.blind = dev_rows, blind or dev_rows is not None
         self.max_length, self.batch_size = max_length, batch_size
         self.eval_batch_size, self.num_workers = eval_batch_size or batch_size, num_workers
+        self.bucket_batches = bucket_batches
         self._train_loader: Optional[StatefulDataLoader] = None
         self._resume_train: Optional[dict] = None  # a checkpoint's train-loader state, until the loader exists
         self.tokenizer = load_tokenizer(tokenizer)
@@ -96,6 +105,10 @@ class W2SDataModule(pl.LightningDataModule):
         self.trigger_tokenizers = [t for t in (self.tokenizer, self.teacher_tokenizer) if t is not None]
         self.trigger_tokenizers += [load_tokenizer(name) for name in dict.fromkeys(trigger_tokenizers or [])
                                     if name not in (tokenizer, teacher_tokenizer)]
+        self.encodings = [(text, f"{prefix}input_ids", self.tokenizer)  # (row text, its ids, tokenizer)
+                          for text, prefix in (("text", ""), ("clean_text", "clean_"), ("triggered_text", "triggered_"))]
+        if self.teacher_tokenizer is not None:
+            self.encodings.append(("text", "teacher_input_ids", self.teacher_tokenizer))
         self.train: list[dict] = []
         self.eval_sets: dict[str, list[list[dict]]] = {}
         self.poisoned_rows = 0
@@ -163,6 +176,8 @@ class W2SDataModule(pl.LightningDataModule):
                 raise ValueError(f"no triggered {split} row keeps its trigger within max_length {self.max_length}: "
                                  f"raise max_length or set attack.attack_args.position: within_max_length")
             self.eval_sets[split] = [_items(clean), [{"index": i} | row for i, row in enumerate(rows)]]
+        for items in (self.train, *(rows for sets in self.eval_sets.values() for rows in sets)):
+            self._tokenize(items)
 
     def _kept(self, texts: list[str], spans) -> list[bool]:
         if spans is None:
@@ -184,26 +199,20 @@ class W2SDataModule(pl.LightningDataModule):
         self.setup("fit")
         return class_weights(torch.tensor([row["label"] for row in self.train]), self.num_labels).tolist()
 
-    def collate(self, items: list[dict]) -> dict[str, torch.Tensor]:
-        texts = [item["text"] for item in items]
-        batch = {"index": torch.tensor([item["index"] for item in items]),
-                 "labels": torch.tensor([item["label"] for item in items])}
-        batch |= self._encode(self.tokenizer, texts, "")
-        if "row" in items[0]:
-            batch["row"] = torch.tensor([item["row"] for item in items])
-        if "clean_text" in items[0]:
-            batch |= self._encode(self.tokenizer, [item["clean_text"] for item in items], "clean_")
-            batch["clean_labels"] = torch.tensor([item["clean_label"] for item in items])
-        if "triggered_text" in items[0]:  # task-agnostic poisoning: each row also with its trigger k
-            batch |= self._encode(self.tokenizer, [item["triggered_text"] for item in items], "triggered_")
-            batch["trigger_index"] = torch.tensor([item["trigger_index"] for item in items])
-        if self.teacher_tokenizer is not None:
-            batch |= self._encode(self.teacher_tokenizer, texts, "teacher_")
-        return batch
+    def _tokenize(self, items: list[dict]) -> None:
+        """Add each text's token ids (truncated, unpadded) to its row, once: batches only pad them."""
+        for text, ids, tokenizer in self.encodings:
+            if items and text in items[0]:
+                encoded = tokenizer([item[text] for item in items], truncation=True, max_length=self.max_length)
+                for item, row in zip(items, encoded["input_ids"]):
+                    item[ids] = row
 
-    def _encode(self, tokenizer, texts: list[str], prefix: str) -> dict[str, torch.Tensor]:
-        enc = tokenizer(texts, padding="longest", truncation=True, max_length=self.max_length, return_tensors="pt")
-        return {f"{prefix}input_ids": enc["input_ids"], f"{prefix}attention_mask": enc["attention_mask"]}
+    def collate(self, items: list[dict]) -> dict[str, torch.Tensor]:
+        batch = {key: torch.tensor([item[name] for item in items]) for key, name in SCALARS.items() if name in items[0]}
+        for _, ids, tokenizer in self.encodings:
+            if ids in items[0]:
+                batch |= _pad(tokenizer, [item[ids] for item in items], ids.removesuffix("input_ids"))
+        return batch
 
     def _loader(self, items: list[dict], shuffle: bool, batch_size: int) -> DataLoader:
         """This process's loader (all rows with one process; ``w2s.distributed``). Every loader
@@ -216,10 +225,17 @@ class W2SDataModule(pl.LightningDataModule):
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
         options = dict(generator=torch.Generator().manual_seed(self.seed), collate_fn=self.collate,
                        num_workers=self.num_workers)
+        if self.num_workers:  # the tokenizers were used before the workers fork
+            os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         if shuffle:
-            batches = ProcessBatches(EpochPermutation(len(items), self.seed), batch_size, rank, world)
+            order = EpochPermutation(len(items), self.seed)
+            if self.bucket_batches:
+                order = LengthBuckets(order, [len(item["input_ids"]) for item in items], batch_size,
+                                      self.bucket_batches)
+            batches = ProcessBatches(order, batch_size, rank, world)
             return StatefulDataLoader(items, batch_sampler=batches, **options)
-        return DataLoader(shard(items, rank, world), batch_size=batch_size, **options)
+        longest_first = sorted(items, key=lambda item: -len(item["input_ids"]))
+        return DataLoader(shard(longest_first, rank, world), batch_size=batch_size, **options)
 
     def train_dataloader(self) -> DataLoader:
         self._train_loader = self._loader(self.train, True, self.batch_size)
@@ -251,3 +267,10 @@ class W2SDataModule(pl.LightningDataModule):
 
 def _items(examples: list[Example]) -> list[dict]:
     return [{"index": i, "text": ex.text, "label": ex.label} for i, ex in enumerate(examples)]
+
+
+def _pad(tokenizer, rows: list[list[int]], prefix: str) -> dict[str, torch.Tensor]:
+    """``PREFIXinput_ids``/``PREFIXattention_mask`` ``(B, L)``: the rows padded to the longest,
+    on the tokenizer's padding side."""
+    enc = tokenizer.pad({"input_ids": rows}, padding="longest", return_tensors="pt")
+    return {f"{prefix}input_ids": enc["input_ids"], f"{prefix}attention_mask": enc["attention_mask"]}

@@ -1,5 +1,6 @@
-"""The training order: one seeded permutation per epoch, cut into global batches that the
-processes share, so that N processes take the same optimizer steps as one.
+"""The training order: one seeded permutation per epoch, optionally grouped by length, cut
+into global batches that the processes share, so that N processes take the same optimizer
+steps as one.
 
 With one process this is the order of a sampler that draws ``torch.randperm`` from a
 generator seeded once (epoch e: the (e+1)-th permutation). It holds no state beyond the epoch,
@@ -31,6 +32,36 @@ class EpochPermutation(Sampler[int]):
 
     def __len__(self) -> int:
         return self.n
+
+
+class LengthBuckets(Sampler[int]):
+    """``order``'s rows regrouped so that a batch holds rows of similar length (less padding):
+    each run of ``chunk`` batches (``chunk * batch_size`` rows of the epoch's order) is sorted
+    by ``lengths`` and cut into batches, and its full batches are put in a seeded random order
+    (a short last batch stays last). Every row is still seen once an epoch, and a batch is
+    still ``batch_size`` consecutive rows of this order."""
+
+    def __init__(self, order: EpochPermutation, lengths: list[int], batch_size: int, chunk: int):
+        if chunk < 1 or len(lengths) != len(order):
+            raise ValueError(f"chunk must be >= 1 batches and one length per row, got {chunk}, "
+                             f"{len(lengths)} lengths for {len(order)} rows")
+        self.order, self.lengths, self.batch_size, self.chunk = order, lengths, batch_size, chunk
+
+    def set_epoch(self, epoch: int) -> None:
+        self.order.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[int]:
+        indices, size = list(self.order), self.batch_size * self.chunk
+        generator = torch.Generator().manual_seed(self.order.seed * 1_000_003 + self.order.epoch)
+        for start in range(0, len(indices), size):
+            rows = sorted(indices[start:start + size], key=self.lengths.__getitem__)
+            batches = [rows[i:i + self.batch_size] for i in range(0, len(rows), self.batch_size)]
+            full = len(rows) // self.batch_size
+            for b in [*torch.randperm(full, generator=generator).tolist(), *range(full, len(batches))]:
+                yield from batches[b]
+
+    def __len__(self) -> int:
+        return len(self.order)
 
 
 class ProcessBatches(Sampler[list[int]]):

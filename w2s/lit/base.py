@@ -56,6 +56,7 @@ class ClassifierModule(pl.LightningModule):
         if class_weights is not None and len(class_weights) != num_labels:
             raise ValueError(f"class_weights has {len(class_weights)} entries for {num_labels} classes")
         self.optim = optim
+        self._finite: Optional[Tensor] = None  # all losses since the last check finite (on the device)
         self.target_label, self.num_labels = target_label, num_labels
         self.register_buffer("class_weights", None if class_weights is None else torch.tensor(class_weights),
                              persistent=False)
@@ -111,13 +112,28 @@ class ClassifierModule(pl.LightningModule):
         self._evaluate("test", batch, dataloader_idx)
 
     def log_losses(self, total: Tensor, terms: dict[str, Tensor], batch_size: int) -> None:
-        if not torch.isfinite(total):
-            values = ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
-            raise ValueError(f"non-finite training loss at step {self.global_step} ({values}): "
-                             f"lower the learning rate, or train in fp32")
+        """Log the loss and its terms; stop on a non-finite loss. Reading a value on the host
+        waits for the device, so the steps only keep a finiteness flag on the device, and it is
+        read every ``log_every_n_steps`` steps (when Lightning reads the logged values anyway)
+        and at the end of each epoch."""
+        finite = torch.isfinite(total.detach())
+        self._finite = finite if self._finite is None else self._finite & finite
+        every = self._trainer.log_every_n_steps if self._trainer is not None else 1
+        if self.global_step % every == 0:
+            self.check_finite(terms)
         self.log("train/loss", total, prog_bar=True, batch_size=batch_size)
         for name, value in terms.items():
             self.log(f"train/{name}", value, batch_size=batch_size)
+
+    def check_finite(self, terms: Optional[dict[str, Tensor]] = None) -> None:
+        finite, self._finite = self._finite, None
+        if finite is not None and not finite:
+            values = ", ".join(f"{k}={v.item():.4g}" for k, v in (terms or {}).items())
+            raise ValueError(f"non-finite training loss by step {self.global_step} (this step: {values or 'n/a'}): "
+                             f"lower the learning rate, or train in fp32")
+
+    def on_train_epoch_end(self) -> None:
+        self.check_finite()
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         trainable = {name for name, p in self.named_parameters() if p.requires_grad}

@@ -68,7 +68,7 @@ class PsimModule(StudentModule):
     def on_fit_start(self) -> None:
         rows = len(self.trainer.datamodule.train)
         generator = torch.Generator().manual_seed(self.options.label_seed)
-        self.random_labels = torch.randint(self.num_labels, (rows,), generator=generator)
+        self.random_labels = torch.randint(self.num_labels, (rows,), generator=generator).to(self.device)
 
     @torch.no_grad()
     def on_test_start(self) -> None:
@@ -91,7 +91,7 @@ class PsimModule(StudentModule):
         return self.detector_logits(batch).float().softmax(dim=-1).max(dim=-1).values
 
     def training_step(self, batch, batch_idx):
-        labels = self.random_labels[batch["index"].cpu()].to(self.device)
+        labels = self.random_labels[batch["index"]]
         loss = self.cross_entropy(self.detector_logits(batch), labels)
         self.log_losses(loss, {"ce": loss}, labels.shape[0])
         return loss

@@ -230,6 +230,8 @@ class PipelineConfig:
     threat model); otherwise they are clean (weight poisoning, then clean PEFT).
     ``defenses`` maps a name to a :class:`DefenseStage` or a mapping of changes to the
     defaults of its method (``w2s.defenses``; e.g. ``{w2s: {}, obliviate: {epochs: 1}}``).
+    ``bucket_batches`` > 0 groups each run of that many training batches by length (less
+    padding, other batches: part of every stage's key); ``num_workers`` DataLoader processes.
     Stages live under ``runs_dir/experiment/``. ``report_dir`` writes the report (and the W&B
     run) there instead and keeps each defense in a folder named by its settings
     (``defenses/NAME-HASH``), so runs with their own report folders (sweep trials) share every
@@ -251,11 +253,16 @@ class PipelineConfig:
     max_length: int = 128
     eval_rows: Optional[int] = None
     eval_batch_size: int = 64
+    bucket_batches: int = 0
+    num_workers: int = 0
     trainer: TrainerOptions = TrainerOptions()
     wandb: WandbOptions = WandbOptions()
     report_dir: Optional[str] = None
 
     def __post_init__(self):
+        if self.bucket_batches < 0 or self.num_workers < 0:
+            raise ValueError(f"bucket_batches and num_workers must be >= 0, got {self.bucket_batches}, "
+                             f"{self.num_workers}")
         if self.student.quantization not in (None, *QUANTIZATIONS):
             raise ValueError(f"unknown student.quantization {self.student.quantization!r}; "
                              f"valid: {', '.join(QUANTIZATIONS)} or null")

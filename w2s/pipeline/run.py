@@ -41,7 +41,8 @@ def run_pipeline(config: PipelineConfig) -> list[dict]:
 
 def _run(config: PipelineConfig, root: Path, report: Path, tracker) -> list[dict]:
     shared = {"dataset": config.dataset, "attack": config.attack, "max_length": config.max_length,
-              "eval_rows": config.eval_rows, "precision": config.trainer.precision}
+              "eval_rows": config.eval_rows, "precision": config.trainer.precision,
+              "bucket_batches": config.bucket_batches}
     data = {dataset_key(d): get_dataset(d).digest() for d in (config.dataset, config.poison.dataset or config.dataset)}
 
     def place(name: str, settings) -> Path:

@@ -84,6 +84,7 @@ def datamodule(config: PipelineConfig, tokenizer: str, teacher_tokenizer: str | 
                          attack=config.attack, poison_train=poison_train, train_rows=rows, eval_rows=config.eval_rows,
                          max_length=config.max_length, batch_size=batch_size,
                          eval_batch_size=config.eval_batch_size, seed=config.seed,
+                         bucket_batches=config.bucket_batches, num_workers=config.num_workers,
                          trigger_tokenizers=trigger_tokenizers(config), **kwargs)
 
 
