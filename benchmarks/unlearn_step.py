@@ -11,6 +11,9 @@ trained by a Lightning ``Trainer`` on ``W2SDataModule`` batches. Reference-style
 full-precision (bf16 on CUDA) student with the same LoRA, the teacher run on every step, a
 plain PyTorch loop over the same batches and the same loss (``w2s.losses.compose``).
 
+The real path's fast-path options: ``--bucket-batches N`` (length-bucketed batches),
+``--attn-implementation sdpa``, ``--gradient-checkpointing``; the reference loop never uses them.
+
 Each reports seconds per step (median after warm-up), samples/s, real tokens/s, peak memory,
 the projected time of one SST-2 epoch (67,349 rows; the real path's includes its one teacher
 pass over the rows, timed at fit start), and the FLOP floor of that epoch:
@@ -171,12 +174,13 @@ class StepTimer:
                 "epoch_s": SST2_TRAIN_ROWS / samples_s, "steps_timed": len(self.seconds)}
 
 
-def data_module(task: Path, student: Path, teacher: Path, batch_size: int):
+def data_module(task: Path, student: Path, teacher: Path, batch_size: int, bucket_batches: int = 0):
     from w2s.attacks import PoisonConfig
     from w2s.data.datamodule import W2SDataModule
 
     return W2SDataModule(str(task), tokenizer=str(student), teacher_tokenizer=str(teacher / "encoder"),
-                         attack=PoisonConfig(), max_length=128, batch_size=batch_size, eval_rows=8)
+                         attack=PoisonConfig(), max_length=128, batch_size=batch_size, eval_rows=8,
+                         bucket_batches=bucket_batches)
 
 
 def real_path(args, student: Path, teacher: Path, task: Path, steps: int) -> dict:
@@ -204,7 +208,9 @@ def real_path(args, student: Path, teacher: Path, task: Path, steps: int) -> dic
             self.timer.stop(batch)
 
     timer = StepTimer(args.device, args.warmup)
-    module = UnlearnModule(StudentSpec(str(student), quantization=args.quantization), teacher=str(teacher),
+    spec = StudentSpec(str(student), quantization=args.quantization, attn_implementation=args.attn_implementation,
+                       gradient_checkpointing=args.gradient_checkpointing)
+    module = UnlearnModule(spec, teacher=str(teacher),
                            lora=LoraSpec(r=args.rank, alpha=args.rank), num_labels=2,
                            objective=ObjectiveConfig(ce=1, kd=1, fa=10, normalize_features=True),
                            optim=OptimConfig(lr=1e-4, warmup_ratio=0.0))
@@ -212,7 +218,7 @@ def real_path(args, student: Path, teacher: Path, task: Path, steps: int) -> dic
                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                          callbacks=[Timing(timer)])
     reset_peak(args.device)
-    trainer.fit(module, data_module(task, student, teacher, args.batch_size))
+    trainer.fit(module, data_module(task, student, teacher, args.batch_size, args.bucket_batches))
     result = timer.summary() | {"peak_gib": peak_gib(args.device)}
     rows = len(trainer.datamodule.train)
     result |= {"teacher_cache_s": timer.setup_s, "teacher_cache_rows": rows}
@@ -292,7 +298,7 @@ def run(args) -> dict:
     floor_s = 4 * params * real["tokens_per_sample"] * SST2_TRAIN_ROWS / (peak * 1e12)
     result = {"config": {k: v for k, v in vars(args).items() if k != "out"}, "peak_tflops": peak, "student_params": params,
               "floor_epoch_s": floor_s, "real": real, "reference": reference,
-              "speedup": reference["s_per_step"] / real["s_per_step"]}
+              "speedup": real["samples_per_s"] / reference["samples_per_s"]}
     for name in ("real", "reference"):
         result[name]["floor_fraction"] = floor_s / result[name]["epoch_s"]
     return result
@@ -300,16 +306,19 @@ def run(args) -> dict:
 
 def markdown_row(result: dict) -> str:
     c, real, ref = result["config"], result["real"], result["reference"]
+    fast = [f"buckets {c['bucket_batches']}" if c["bucket_batches"] else "", c["attn_implementation"],
+            "checkpointing" if c["gradient_checkpointing"] else ""]
     return (f"| {c['student']} | {c['teacher']} | {c['quantization'] or 'none'} | {c['rank']} | {c['batch_size']} "
-            f"| {c['device']} | {real['s_per_step']:.3f} | {ref['s_per_step']:.3f} | {result['speedup']:.2f}x "
+            f"| {c['device']} | {', '.join(f for f in fast if f)} | {real['s_per_step']:.3f} | {ref['s_per_step']:.3f} "
+            f"| {result['speedup']:.2f}x "
             f"| {real['samples_per_s']:.1f} | {real['tokens_per_s']:.0f} | {real['epoch_s']:.0f} "
             f"| {result['floor_epoch_s']:.1f} | {100 * real['floor_fraction']:.1f}% | {real['peak_gib']:.2f} "
             f"| {ref['peak_gib']:.2f} |")
 
 
-HEADER = ("| student | teacher | quantization | rank | batch | device | s/step | reference s/step | speed-up "
+HEADER = ("| student | teacher | quantization | rank | batch | device | real path | s/step | reference s/step | speed-up "
           "| samples/s | tokens/s | epoch (s) | floor (s) | of floor | peak GiB | reference peak GiB |\n"
-          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -322,14 +331,18 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rank", type=int, default=512)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--mean-tokens", type=float, default=26.0)
+    parser.add_argument("--bucket-batches", type=int, default=0, help="real path: length buckets of N batches")
+    parser.add_argument("--attn-implementation", choices=["eager", "sdpa"], default="eager", help="real path")
+    parser.add_argument("--gradient-checkpointing", action="store_true", help="real path")
     parser.add_argument("--steps", type=int, default=10, help="timed steps (after --warmup)")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--peak-tflops", type=float, default=None)
     parser.add_argument("--out", type=Path, default=None, help="append the result as a JSON line here")
     args = parser.parse_args(argv)
-    if args.rank < 1 or args.batch_size < 1 or args.steps < 1 or args.warmup < 0 or not math.isfinite(args.mean_tokens):
-        parser.error("--rank, --batch-size and --steps must be >= 1, --warmup >= 0")
+    if (args.rank < 1 or args.batch_size < 1 or args.steps < 1 or args.warmup < 0 or args.bucket_batches < 0
+            or not math.isfinite(args.mean_tokens)):
+        parser.error("--rank, --batch-size and --steps must be >= 1, --warmup and --bucket-batches >= 0")
     return args
 
 

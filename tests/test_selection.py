@@ -17,7 +17,7 @@ def test_blind_datamodule_validates_on_held_out_clean_rows_only(task, models):
     train = data.spec.load("train")
     (dev,) = data.eval_sets["dev"]                                   # one loader: clean rows
     assert [row["text"] for row in dev] == [ex.text for ex in train[300:340]]
-    assert all(set(row) == {"index", "text", "label"} for row in dev)
+    assert all(set(row) == {"index", "text", "label", "input_ids"} for row in dev)
     assert len(data.eval_sets["test"]) == 2                          # ASR is still measured on test
     assert "dev" not in data.trigger_kept                            # no triggered dev rows were built
     blind = W2SDataModule(task, tokenizer=models["llama"], attack=PoisonConfig(attack="badnet"), blind=True, eval_rows=30)
