@@ -26,6 +26,7 @@ CASES = [  # (extra arguments, YAML appended to the config, what the line must s
     (["--trainer.devices", "0"], "", "trainer.devices and trainer.num_nodes must be >= 1"),
     (["--trainer.devices", "2", "--trainer.strategy", "fsdp"], "", "a pipeline in several processes runs under"),
     (["--trainer.checkpoint_every=-5"], "", "trainer: checkpoint_every must be >= 0"),
+    (["--bucket_batches=-1"], "", "bucket_batches and num_workers must be >= 0, got -1, 0"),
     (["--attack.target_label", "7"], "", "attack.target_label: 7 is not a class of"),
     (["--defense_rows", "[300, 900]"], "", "defense_rows: [300, 900] is not a range"),
     (["--defense_dev_rows", "[60, 100]"], "", "defense_dev_rows [60, 100] overlap defense_rows [48, 96]"),

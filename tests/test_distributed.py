@@ -22,7 +22,7 @@ DEFENSES = ("defenses:\n  lora: {epochs: 2, lr: 3.0e-3, lora: {r: 4, dropout: 0}
             "  w2s: {epochs: 2, lr: 3.0e-3, lora: {r: 4, dropout: 0}, objective: {ce: 1, kd: 1, fa: 1}}\n")
 LEARN = ["--poison.train_rows", "[0, 192]", "--teacher.train_rows", "[0, 192]", "--defense_rows", "[192, 288]",
          "--poison.epochs", "3", "--teacher.epochs", "3", "--poison.lr", "3e-3", "--teacher.lr", "3e-3",
-         "--eval_rows", "64"]
+         "--eval_rows", "64", "--bucket_batches", "2"]  # length buckets: shared out like any batch
 STAGES = ("poisoned", "teacher", "defenses/lora", "defenses/w2s")
 WEIGHTS = ("poisoned/model/model.safetensors", "teacher/model/encoder/model.safetensors",
            "defenses/lora/model/adapter/adapter_model.safetensors", "defenses/w2s/model/adapter/adapter_model.safetensors")
