@@ -13,6 +13,7 @@ from w2s.embedded import resolve_model
 from w2s.tokenizers import load_tokenizer
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+ATTENTION = ("eager", "sdpa", "flash_attention_2", "flash_attention_3", "flex_attention")  # transformers' names
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,11 @@ class StudentSpec:
     attn_implementation: str = "eager"
     trust_remote_code: bool = False
     gradient_checkpointing: bool = False
+
+    def __post_init__(self):
+        if self.attn_implementation not in ATTENTION and "/" not in self.attn_implementation:
+            raise ValueError(f"unknown attn_implementation {self.attn_implementation!r}; valid: {', '.join(ATTENTION)} "
+                             f"or a hub kernel (org/name)")
 
     def torch_dtype(self) -> torch.dtype:
         if self.dtype == "auto":

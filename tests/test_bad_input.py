@@ -13,6 +13,7 @@ CASES = [  # (extra arguments, YAML appended to the config, what the line must s
     (["--teacher.epochz", "3"], "", "unrecognized arguments: --teacher.epochz 3"),
     ([], "teacher: {epochz: 3}\n", "epochz"),
     (["--student.quantization", "3bit"], "", "unknown student.quantization '3bit'"),
+    (["--student.attn_implementation", "nope"], "", "unknown attn_implementation 'nope'"),
     (["--attack.poison_rate", "2", "--attack.count", "null"], "", "attack: poison_rate must lie in [0, 1], got 2.0"),
     (["--attack.attack", "nope"], "", "unknown attack 'nope'"),
     (["--attack.mode", "sideways"], "", "unknown poison mode 'sideways'"),
