@@ -40,7 +40,8 @@ def test_demo_prints_stages_progress_and_the_table_only(tmp_path, task, models):
 
 def test_verbose_brings_the_libraries_back(tmp_path, task, models):
     out = demo(tmp_path, task, models, "--verbose")
-    assert "GPU available" in out and "LOAD REPORT" in out
+    assert "GPU available" in out                                      # Lightning's hardware lines
+    assert "LOAD REPORT" in out or "were not initialized" in out       # transformers' load report (5.x, 4.x)
 
 
 def test_an_unexpected_new_weight_is_still_reported(capsys):
