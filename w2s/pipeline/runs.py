@@ -104,13 +104,12 @@ class StageRun:
     checkpoints: Path | None = None  # resumable checkpoints, one folder per fit (w2s.pipeline.stages)
     writer: bool = True  # False in the processes beside process 0, which write nothing (w2s.distributed)
 
-    def save(self, module: Any, name: str) -> Path:
+    def save(self, module: Any, name: str) -> None:
         """``module.save_artifact(folder/name)`` by the writing process; every process returns
         once it is there (a stage may load what it saved)."""
         if self.writer:
             module.save_artifact(self.folder / name)
         distributed.barrier()
-        return self.folder / name
 
 
 def load_manifest(folder: Path) -> dict | None:
