@@ -9,7 +9,8 @@ Real path: ``UnlearnModule`` (LoRA through peft, the student loaded by ``build_s
 on CUDA, ``--quantization`` through bitsandbytes; the teacher's outputs cached once per row)
 trained by a Lightning ``Trainer`` on ``W2SDataModule`` batches. Reference-style loop: the
 full-precision (bf16 on CUDA) student with the same LoRA, the teacher run on every step, a
-plain PyTorch loop over the same batches and the same loss (``w2s.losses.compose``).
+plain PyTorch loop over the same rows in random (never length-bucketed) batches and the same loss
+(``w2s.losses.compose``).
 
 The real path's fast-path options: ``--bucket-batches N`` (length-bucketed batches),
 ``--attn-implementation sdpa``, ``--gradient-checkpointing``; the reference loop never uses them.
