@@ -1,5 +1,5 @@
-"""The pipeline in several processes (DDP, 2 gloo processes on CPU): the same stages, steps and
-metrics as one process; the data split that makes it so; one writer."""
+"""The pipeline in several processes (DDP and FSDP, 2 gloo processes on CPU): the same stages,
+steps and metrics as one process; the data split that makes it so; one writer."""
 import csv
 import os
 import subprocess
@@ -13,6 +13,7 @@ from torchdata.stateful_dataloader.sampler import RandomSampler
 
 from tests import tiny
 from tests.test_pipeline import run, tiny_args, write_config
+from tests.test_resume import KILLER, LONGER
 from w2s.data.sampling import EpochPermutation, ProcessBatches
 from w2s.pipeline.runs import load_manifest
 
@@ -23,6 +24,7 @@ DEFENSES = ("defenses:\n  lora: {epochs: 2, lr: 3.0e-3, lora: {r: 4, dropout: 0}
 LEARN = ["--poison.train_rows", "[0, 192]", "--teacher.train_rows", "[0, 192]", "--defense_rows", "[192, 288]",
          "--poison.epochs", "3", "--teacher.epochs", "3", "--poison.lr", "3e-3", "--teacher.lr", "3e-3",
          "--eval_rows", "64", "--bucket_batches", "2"]  # length buckets: shared out like any batch
+RESUMED_DEFENSES = "defenses:\n  w2s: {epochs: 3, batch_size: 4, keep: last, lora: {r: 4, dropout: 0}, objective: {kd: 1, fa: 1}}\n"
 STAGES = ("poisoned", "teacher", "defenses/lora", "defenses/w2s")
 WEIGHTS = ("poisoned/model/model.safetensors", "teacher/model/encoder/model.safetensors",
            "defenses/lora/model/adapter/adapter_model.safetensors", "defenses/w2s/model/adapter/adapter_model.safetensors")
@@ -72,35 +74,74 @@ def test_a_resumed_loader_continues_the_order():
     assert [b.tolist() for b in second] == rest and len(seen) + len(rest) == 5
 
 
-def test_pipeline_in_two_processes_matches_one(tmp_path, task):
-    models = {"llama": str(tiny.make_llama(tmp_path / "llama")),
-              "bert": str(tiny.make_bert(tmp_path / "bert", dropout=0.0))}
-    config = write_config(tmp_path, task, defenses=DEFENSES)
-    assert run(config, models, tmp_path / "one", *LEARN) == 0
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory, task):
+    """The tiny pipeline in one process: (config, models, its runs folder)."""
+    root = tmp_path_factory.mktemp("one_process")
+    models = {"llama": str(tiny.make_llama(root / "llama")), "bert": str(tiny.make_bert(root / "bert", dropout=0.0))}
+    config = write_config(root, task, defenses=DEFENSES)
+    assert run(config, models, root / "one", *LEARN) == 0
+    return config, models, root / "one"
+
+
+@pytest.mark.parametrize("strategy", ["auto", "fsdp"])  # auto: DDP
+def test_pipeline_in_two_processes_matches_one(tmp_path, one_process, strategy):
+    config, models, one_runs = one_process
     env = os.environ | {"PYTHONPATH": os.getcwd(), "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"}
-    two = subprocess.run([sys.executable, "-m", "w2s", "pipeline", "--config", str(config),
-                          *tiny_args(models, tmp_path / "two"), *LEARN, "--trainer.devices", "2"],
-                         capture_output=True, text=True, env=env, timeout=600)
+    command = [sys.executable, "-m", "w2s", "pipeline", "--config", str(config), *tiny_args(models, tmp_path / "two"),
+               *LEARN, "--trainer.devices", "2", "--trainer.strategy", strategy]
+    two = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     assert two.returncode == 0, two.stderr[-3000:]
     assert two.stdout.count("| w2s |") == 1                              # one table: the other process is quiet
     assert two.stdout.count(": training (") == len(STAGES)
     for stage in STAGES:
-        one, both = (load_manifest(tmp_path / runs / "tiny" / stage) for runs in ("one", "two"))
+        one, both = (load_manifest(runs / "tiny" / stage) for runs in (one_runs, tmp_path / "two"))
         assert both["processes"] == 2 and one["processes"] == 1
         for metric in METRICS:
             assert both["metrics"][metric] == pytest.approx(one["metrics"][metric], abs=1e-6), (stage, metric)
     for weights in WEIGHTS:                                                # the same steps
-        one, both = (load_file(tmp_path / runs / "tiny" / weights) for runs in ("one", "two"))
+        one, both = (load_file(runs / "tiny" / weights) for runs in (one_runs, tmp_path / "two"))
         assert one.keys() == both.keys() and all(torch.allclose(one[k], both[k], rtol=1e-4, atol=1e-5) for k in one)
-    trained = load_manifest(tmp_path / "one" / "tiny" / "poisoned")["metrics"]
+    trained = load_manifest(one_runs / "tiny" / "poisoned")["metrics"]
     assert trained["ca"] > 0.75 and trained["majority_share"] < 0.5       # it learned: the match is not trivial
-    rows = {runs: list(csv.DictReader(open(tmp_path / runs / "tiny" / "results.csv"))) for runs in ("one", "two")}
-    assert [r["defense"] for r in rows["two"]] == [r["defense"] for r in rows["one"]]
+    rows = [list(csv.DictReader(open(runs / "tiny" / "results.csv"))) for runs in (one_runs, tmp_path / "two")]
+    assert [r["defense"] for r in rows[1]] == [r["defense"] for r in rows[0]]
     assert not list((tmp_path / "two").rglob(".*.tmp-*"))                 # nothing half-written left
-    rerun = subprocess.run([sys.executable, "-m", "w2s", "pipeline", "--config", str(config),
-                            *tiny_args(models, tmp_path / "two"), *LEARN, "--trainer.devices", "2"],
-                           capture_output=True, text=True, env=env, timeout=600)
+    rerun = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     assert rerun.returncode == 0 and rerun.stdout.count("up to date, reused") == len(STAGES), rerun.stderr[-2000:]
+
+
+def test_fsdp_stages_killed_mid_epoch_resume_exactly(tmp_path, task):
+    """Two FSDP processes (started by torchrun) killed mid-epoch in the poisoned student (full
+    fine-tuning, keeping its best epoch) and then in a LoRA defense resume from their gathered
+    checkpoints and end as an uninterrupted FSDP run: the same weights, the same metrics. (FSDP
+    restores after Lightning has started the train loader: the resumed epoch must still skip
+    the batches it took.)"""
+    models = {"llama": str(tiny.make_llama(tmp_path / "llama")), "bert": str(tiny.make_bert(tmp_path / "bert", dropout=0))}
+    config = write_config(tmp_path, task, defenses=RESUMED_DEFENSES)
+    env = os.environ | {"PYTHONPATH": os.getcwd(), "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"}
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+
+    def pipeline(runs, script=("-m", "w2s")):
+        return subprocess.run([*torchrun, *script, "pipeline", "--config", str(config), *tiny_args(models, tmp_path / runs),
+                               *LONGER, "--trainer.devices", "2", "--trainer.strategy", "fsdp"],
+                              capture_output=True, text=True, env=env, timeout=600)
+
+    for stage in ("poisoned", "w2s"):
+        killer = tmp_path / f"kill_{stage}.py"
+        killer.write_text(KILLER.format(step=17, name=stage))
+        assert pipeline("runs", (str(killer),)).returncode != 0
+    resumed = pipeline("runs")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert pipeline("whole").returncode == 0
+    for stage in ("poisoned", "teacher", "defenses/w2s"):
+        one, other = (load_manifest(tmp_path / runs / "tiny" / stage) for runs in ("runs", "whole"))
+        assert one["metrics"] == other["metrics"] and one["processes"] == 2, stage
+    for stage in ("poisoned", "defenses/w2s"):
+        assert load_manifest(tmp_path / "runs" / "tiny" / stage)["info"]["resumed"] == [stage.split("/")[-1]]
+    for weights in (*WEIGHTS[:2], WEIGHTS[3]):
+        one, other = (load_file(tmp_path / runs / "tiny" / weights) for runs in ("runs", "whole"))
+        assert one.keys() == other.keys() and all(torch.equal(one[k], other[k]) for k in one), weights
 
 
 def test_each_process_loads_its_share_of_the_rows(task, models):

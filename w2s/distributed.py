@@ -1,10 +1,16 @@
-"""One pipeline in several processes (``trainer.devices`` x ``trainer.num_nodes``, DDP).
+"""One pipeline in several processes (``trainer.devices`` x ``trainer.num_nodes``): DDP, or
+FSDP for a student too large for one device.
 
 Every process runs the whole pipeline; they agree on each stage before any Trainer exists:
 process 0 decides whether a stage is reused, owns the stage's folder and writes its manifest
 and artifacts, the others train in step with it and wait until what it wrote exists.
 Lightning starts the processes (:func:`launch`): its launcher re-runs the command once per
 further local device, or, under ``torchrun`` or SLURM, finds them already started.
+
+Under ``trainer.strategy: fsdp`` (Lightning's ``ModelParallelStrategy``, FSDP2) each process
+keeps 1/N of every weight, gradient and optimizer state between uses: the stage's module
+shards itself when it is built (:func:`shard_model`, one unit per transformer block), and what reads
+whole weights (keeping the best epoch, saving) gathers them (:func:`whole`, :func:`gather_for_saving`).
 """
 from __future__ import annotations
 
@@ -14,9 +20,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import torch.distributed as dist
+from torch import Tensor, nn
 
 T = TypeVar("T")
-STRATEGIES = ("auto", "ddp", "ddp_find_unused_parameters_true")  # what a multi-process pipeline accepts
+STRATEGIES = ("auto", "ddp", "ddp_find_unused_parameters_true", "fsdp")  # what a multi-process pipeline accepts
 
 
 def launch(accelerator: str, devices: int, num_nodes: int) -> None:
@@ -33,6 +40,67 @@ def launch(accelerator: str, devices: int, num_nodes: int) -> None:
     fabric.launch()
     if fabric.global_rank != 0:
         sys.stdout = open(os.devnull, "w")
+
+
+def lightning_strategy(name: str, processes: int) -> Any:
+    """What ``pl.Trainer(strategy=...)`` gets for ``trainer.strategy``: ``auto`` is DDP in several
+    processes (Lightning would pick a spawning strategy, which cannot re-run the pipeline);
+    ``fsdp`` is FSDP2 over all the processes, checkpoints gathered into one file (they resume
+    like any other)."""
+    if name == "fsdp":
+        from pytorch_lightning.strategies import ModelParallelStrategy
+
+        return ModelParallelStrategy(data_parallel_size=processes, tensor_parallel_size=1,
+                                     save_distributed_checkpoint=False)
+    return "ddp" if processes > 1 and name == "auto" else name
+
+
+def shard_model(module: nn.Module, mesh) -> None:
+    """FSDP2 over ``mesh`` (once): each transformer block of ``module`` is a unit, then each of
+    its parts that holds weights (the models whose ``forward`` the stage calls) with what is
+    left (embeddings, heads)."""
+    from torch.distributed.fsdp import FSDPModule, fully_shard
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    blocks = [m for m in module.modules() if isinstance(m, GradientCheckpointingLayer)]
+    parts = [child for child in module.children() if next(child.parameters(), None) is not None]
+    for unit in blocks + parts:
+        if not isinstance(unit, FSDPModule):
+            fully_shard(unit, mesh=mesh)
+
+
+def whole(param: Tensor) -> Tensor:
+    """A parameter's whole value: gathered from every process when FSDP shards it (then every
+    process must ask, in the same order), else itself."""
+    from torch.distributed.tensor import DTensor
+
+    return param.full_tensor() if isinstance(param, DTensor) else param
+
+
+def laid_out_as(value: Tensor, param: Tensor) -> Tensor:
+    """A whole value (from :func:`whole`) as ``param`` holds it: this process's shard under FSDP."""
+    from torch.distributed.tensor import DTensor, distribute_tensor
+
+    value = value.to(param.device)
+    return distribute_tensor(value, param.device_mesh, param.placements) if isinstance(param, DTensor) else value
+
+
+def gather_for_saving(module: nn.Module) -> None:
+    """Give every FSDP-sharded parameter of ``module`` its whole value, on the CPU, in the writing
+    process (one parameter at a time on the device); every process must call it. The module can be
+    saved after this, not trained or run any more. Nothing happens without FSDP."""
+    from torch.distributed.fsdp import FSDPModule
+    from torch.distributed.tensor import DTensor
+
+    for unit in module.modules():
+        if isinstance(unit, FSDPModule):
+            unit.reshard()  # the root unit keeps whole weights after a forward without backward
+    for owner in module.modules():
+        for name, param in list(owner.named_parameters(recurse=False)):
+            if isinstance(param, DTensor):
+                value = param.full_tensor().cpu()
+                if is_writer():
+                    setattr(owner, name, nn.Parameter(value, requires_grad=param.requires_grad))
 
 
 def world_size() -> int:

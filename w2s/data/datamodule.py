@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 from dataclasses import dataclass, replace
 from typing import Optional, Union
 
@@ -252,7 +253,19 @@ class W2SDataModule(pl.LightningDataModule):
         return {"train_loader": self._train_loader.state_dict()} if self._train_loader is not None else {}
 
     def load_state_dict(self, state_dict: dict) -> None:
+        """Under FSDP Lightning restores after its setup has already started the loader's first
+        iterator (reading ``estimated_stepping_batches``); no batch has been drawn from it yet, so
+        that iterator takes the state itself (one process loading; with workers it cannot)."""
         self._resume_train = state_dict.get("train_loader")
+        started = getattr(self._train_loader, "_iterator", None)
+        if self._resume_train is None or started is None:
+            return
+        if hasattr(started, "load_state_dict"):
+            started.load_state_dict(self._resume_train)
+        else:
+            print("w2s: warning: resumed under fsdp with num_workers > 0: the interrupted epoch starts again "
+                  "from its first batch", file=sys.stderr, flush=True)
+        self._resume_train = None
 
     def teacher_dataloader(self) -> DataLoader:
         """This process's share of the train rows in order, for computing the teacher's outputs once."""

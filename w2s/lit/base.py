@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from w2s.data.datamodule import CLEAN
+from w2s.distributed import shard_model
 from w2s.losses.class_weights import weighted_cross_entropy
 from w2s.metrics import (AttackSuccessRate, BalancedAccuracy, CleanAccuracy, CleanCorrectASR, MacroF1,
                          MajorityShare)
@@ -32,7 +33,7 @@ class OptimConfig:
 
 
 class ClassifierModule(pl.LightningModule):
-    """Subclasses build their model in ``configure_model`` and implement ``logits(batch)``
+    """Subclasses build ``model`` in ``build_model`` and implement ``logits(batch)``
     and ``training_step``. Logged keys: ``train/*``, ``{val,test}/ca``, ``{val,test}/asr`` (the triggered rows
     predicted as the target; task-agnostic rows: changed by some trigger),
     ``{val,test}/asr_clean_correct`` (ASR among rows right when clean; inserted triggers only),
@@ -56,6 +57,7 @@ class ClassifierModule(pl.LightningModule):
         if class_weights is not None and len(class_weights) != num_labels:
             raise ValueError(f"class_weights has {len(class_weights)} entries for {num_labels} classes")
         self.optim = optim
+        self.model: Optional[nn.Module] = None
         self._finite: Optional[Tensor] = None  # all losses since the last check finite (on the device)
         self.target_label, self.num_labels = target_label, num_labels
         self.register_buffer("class_weights", None if class_weights is None else torch.tensor(class_weights),
@@ -67,6 +69,18 @@ class ClassifierModule(pl.LightningModule):
                                                            ("asr", AttackSuccessRate()),
                                                            ("asr_cc", CleanCorrectASR()),
                                                            ("majority", MajorityShare()))})
+
+    def configure_model(self) -> None:
+        """Build the model once (``build_model``); under ``trainer.strategy: fsdp`` (a device mesh)
+        shard it over the processes."""
+        if self.model is None:
+            self.build_model()
+        if self.device_mesh is not None:
+            shard_model(self, self.device_mesh["data_parallel"])
+
+    def build_model(self) -> None:
+        """Set ``self.model`` (and whatever else the stage needs with it)."""
+        raise NotImplementedError
 
     def cross_entropy(self, logits: Tensor, labels: Tensor) -> Tensor:
         return weighted_cross_entropy(logits, labels, self.class_weights)

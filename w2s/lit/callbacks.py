@@ -10,6 +10,8 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
+from w2s.distributed import laid_out_as, whole
+
 
 class RestoreBest(pl.Callback):
     """Remember the trainable weights of the validation epoch with the best ``monitor``
@@ -30,14 +32,14 @@ class RestoreBest(pl.Callback):
         value = float(value)
         if self.best_score is None or (value > self.best_score if self.mode == "max" else value < self.best_score):
             self.best_score, self.best_epoch = value, trainer.current_epoch
-            self._state = {n: p.detach().to("cpu", copy=True)
+            self._state = {n: whole(p.detach()).to("cpu", copy=True)
                            for n, p in pl_module.named_parameters() if p.requires_grad}
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         params = dict(pl_module.named_parameters())
         with torch.no_grad():
             for name, value in self._state.items():
-                params[name].copy_(value.to(params[name].device))
+                params[name].copy_(laid_out_as(value, params[name]))
 
     def state_dict(self) -> dict:
         return {"best_score": self.best_score, "best_epoch": self.best_epoch, "weights": self._state}

@@ -17,9 +17,7 @@ class EvaluateModule(StudentModule):
         super().__init__(OptimConfig(), target_label, num_labels)
         self.spec, self.adapter = student, adapter
 
-    def configure_model(self) -> None:
-        if self.model is not None:
-            return
+    def build_model(self) -> None:
         self.build(self.spec, self.num_labels, None)
         if self.adapter is not None:
             self.model = load_adapter(self.model, self.adapter)

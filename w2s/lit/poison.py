@@ -34,12 +34,11 @@ class PoisonModule(StudentModule):
         self.save_hyperparameters()
         self.spec, self.lora, self.head_only = replace(student, quantization=None), lora, head_only
 
-    def configure_model(self) -> None:
-        if self.model is None:
-            self.build(self.spec, self.num_labels, self.lora)
-            if self.head_only:
-                for name, param in self.model.named_parameters():
-                    param.requires_grad_(name.split(".")[0] in HEADS)
+    def build_model(self) -> None:
+        self.build(self.spec, self.num_labels, self.lora)
+        if self.head_only:
+            for name, param in self.model.named_parameters():
+                param.requires_grad_(name.split(".")[0] in HEADS)
 
     def training_step(self, batch, batch_idx):
         loss = self.cross_entropy(self.logits(batch), batch["labels"])

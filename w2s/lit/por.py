@@ -30,10 +30,9 @@ class PorModule(StudentModule):
         self.spec, self.attack = replace(student, quantization=None), attack or Por()
         self.reference = self.targets = None
 
-    def configure_model(self) -> None:
-        if self.model is None:
-            self.build(self.spec, 2, None)
-            self.targets = por_targets(len(self.attack.triggers), self.model.config.hidden_size, self.attack.scale)
+    def build_model(self) -> None:
+        self.build(self.spec, 2, None)
+        self.targets = por_targets(len(self.attack.triggers), self.model.config.hidden_size, self.attack.scale)
 
     def features(self, input_ids, attention_mask):
         return forward_with_features(self.model, input_ids, attention_mask, self.decoder).features

@@ -49,9 +49,7 @@ class PsimModule(StudentModule):
             self.metrics[f"{stage}_macro_f1"] = MacroF1(num_labels + 1)
             self.metrics[f"{stage}_false_alarm"], self.metrics[f"{stage}_detection"] = FlagRate(), FlagRate()
 
-    def configure_model(self) -> None:
-        if self.model is not None:
-            return
+    def build_model(self) -> None:
         self.build(self.spec, self.num_labels, None)
         self.task_model = self.model.requires_grad_(False).eval()  # the poisoned model, unchanged
         detector, _ = build_student(self.spec, self.num_labels, None)

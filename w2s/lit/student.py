@@ -16,7 +16,7 @@ class StudentModule(ClassifierModule):
     def __init__(self, optim: OptimConfig, target_label: int, num_labels: int,
                  class_weights: Optional[list[float]] = None):
         super().__init__(optim, target_label, num_labels, class_weights)
-        self.model = self.tokenizer = None
+        self.tokenizer = None
         self.decoder = True
 
     def build(self, spec: StudentSpec, num_labels: int, lora: Optional[LoraSpec]) -> None:

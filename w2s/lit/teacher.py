@@ -18,11 +18,9 @@ class TeacherModule(ClassifierModule):
         super().__init__(optim, target_label, teacher.num_labels, class_weights)
         self.save_hyperparameters()
         self.spec = teacher
-        self.model: TeacherModel | None = None
 
-    def configure_model(self) -> None:
-        if self.model is None:
-            self.model = TeacherModel(self.spec).train()  # from_pretrained gives eval mode
+    def build_model(self) -> None:
+        self.model = TeacherModel(self.spec).train()  # from_pretrained gives eval mode
 
     def logits(self, batch):
         return self.model(batch["input_ids"], batch["attention_mask"])[0]

@@ -51,9 +51,7 @@ class UnlearnModule(StudentModule):
         self.teacher = self.teacher_logits = self.teacher_features = None
         self.adapter_weights: list = []
 
-    def configure_model(self) -> None:
-        if self.model is not None:
-            return
+    def build_model(self) -> None:
         self.build(self.spec, self.num_labels, self.lora)
         if self.objective.needs_attentions and self.model.config._attn_implementation != "eager":
             raise ValueError(f"objective.attn > 0 needs attention probabilities, which attn_implementation "

@@ -12,7 +12,7 @@ from students.quantization import QUANTIZATIONS
 from w2s.attacks.poison import PoisonConfig
 from w2s.data.hub import HubDataset
 from w2s.defenses import Defense, get_defense
-from w2s.distributed import STRATEGIES
+from w2s.distributed import STRATEGIES, lightning_strategy
 from w2s.lit.base import OptimConfig
 from w2s.losses.class_weights import check_class_weights
 from w2s.losses.objective import ObjectiveConfig
@@ -150,10 +150,8 @@ class TrainerOptions:
         return self.devices * self.num_nodes
 
     @property
-    def lightning_strategy(self) -> str:
-        """``auto`` is DDP in several processes (Lightning would pick a spawning strategy, which
-        cannot re-run the pipeline)."""
-        return "ddp" if self.processes > 1 and self.strategy == "auto" else self.strategy
+    def lightning_strategy(self):
+        return lightning_strategy(self.strategy, self.processes)
 
 
 @dataclass(frozen=True)
@@ -277,6 +275,11 @@ class PipelineConfig:
                 raise ValueError(f"defenses: invalid name {name!r} (letters, digits, -, _ and +; "
                                  f"not 'poisoned' or 'teacher')")
         object.__setattr__(self, "defenses", resolve_defenses(self.defenses))
+        quantized = [name for name, d in self.defenses.items() if d.student_quantization(self.student)]
+        if self.trainer.strategy == "fsdp" and quantized:
+            raise ValueError(f"trainer.strategy fsdp shards full-precision weights, but {', '.join(quantized)} "
+                             f"load{'s' if len(quantized) == 1 else ''} the student quantized: set student.quantization: "
+                             f"null (or the defense's quantization: none)")
         if self.attack.seed is None:  # the poisoned rows follow the run's seed
             object.__setattr__(self, "attack", replace(self.attack, seed=self.seed))
 

@@ -105,8 +105,10 @@ class StageRun:
     writer: bool = True  # False in the processes beside process 0, which write nothing (w2s.distributed)
 
     def save(self, module: Any, name: str) -> None:
-        """``module.save_artifact(folder/name)`` by the writing process; every process returns
-        once it is there (a stage may load what it saved)."""
+        """``module.save_artifact(folder/name)`` by the writing process, with whole weights (FSDP
+        gathers them: the stage's end); every process returns once it is there (a stage may load
+        what it saved)."""
+        distributed.gather_for_saving(module)
         if self.writer:
             module.save_artifact(self.folder / name)
         distributed.barrier()
