@@ -12,7 +12,7 @@ from students.quantization import QUANTIZATIONS
 from w2s.attacks.poison import PoisonConfig
 from w2s.data.hub import HubDataset
 from w2s.defenses import Defense, get_defense
-from w2s.distributed import STRATEGIES, lightning_strategy
+from w2s.distributed import FSDP_PRECISIONS, STRATEGIES, lightning_strategy
 from w2s.lit.base import OptimConfig
 from w2s.losses.class_weights import check_class_weights
 from w2s.losses.objective import ObjectiveConfig
@@ -126,7 +126,9 @@ class TrainerOptions:
     a resumable checkpoint every N optimizer steps (0: none); a stage that was killed resumes
     from its last one when the same command runs again. ``devices`` x ``num_nodes`` > 1 runs
     the pipeline in that many processes under DDP (``w2s.distributed``): each global batch of
-    ``batch_size`` rows is shared among them, so the steps are the one-process run's."""
+    ``batch_size`` rows is shared among them, so the steps are the one-process run's.
+    ``strategy: fsdp`` shards the weights, gradients and optimizer state over the processes
+    instead of copying them (a student too large for one device; full precision only)."""
 
     accelerator: str = "auto"
     devices: int = 1
@@ -144,6 +146,9 @@ class TrainerOptions:
         if self.processes > 1 and self.strategy not in STRATEGIES:
             raise ValueError(f"trainer.strategy {self.strategy!r}: a pipeline in several processes runs under "
                              f"{', '.join(STRATEGIES)}")
+        if self.strategy == "fsdp" and self.precision not in FSDP_PRECISIONS:
+            raise ValueError(f"trainer.precision {self.precision!r}: trainer.strategy fsdp runs in "
+                             f"{', '.join(map(str, FSDP_PRECISIONS))}")
 
     @property
     def processes(self) -> int:
