@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from w2s.cli import main
 
@@ -51,14 +52,21 @@ def test_console_script_exit_code(tmp_path):
 
 
 @pytest.mark.slow
-def test_unlearn_fit_under_ddp_on_two_cpu_processes(task, trained, tmp_path):
-    """The multi-process path (gloo): teacher cache per rank, metrics gathered, rank 0 saves."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "w2s.cli", "unlearn", "fit", "--model.student.name", trained["student"],
-         "--model.teacher", trained["teacher"], "--model.lora.r", "4", "--data.dataset", task,
-         "--data.batch_size", "8", "--trainer.max_epochs", "1", "--trainer.accelerator", "cpu",
-         "--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.enable_progress_bar", "false",
-         "--trainer.default_root_dir", str(tmp_path), "--output", str(tmp_path / "defended")],
-        capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert (tmp_path / "defended" / "adapter" / "adapter_model.safetensors").is_file()
+def test_unlearn_fit_under_ddp_and_fsdp_on_two_cpu_processes(task, trained, tmp_path):
+    """The multi-process path (gloo): teacher cache per rank, metrics gathered, rank 0 saves;
+    FSDP (sharded blocks, gathered to save) takes DDP's steps."""
+    from safetensors.torch import load_file
+
+    adapters = {}
+    for strategy in ("ddp", "fsdp"):
+        proc = subprocess.run(
+            [sys.executable, "-m", "w2s.cli", "unlearn", "fit", "--model.student.name", trained["student"],
+             "--model.teacher", trained["teacher"], "--model.lora.r", "4", "--data.dataset", task,
+             "--data.batch_size", "8", "--trainer.max_epochs", "1", "--trainer.accelerator", "cpu",
+             "--trainer.devices", "2", "--trainer.strategy", strategy, "--trainer.enable_progress_bar", "false",
+             "--trainer.default_root_dir", str(tmp_path / strategy), "--output", str(tmp_path / strategy / "out")],
+            capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        adapters[strategy] = load_file(tmp_path / strategy / "out" / "adapter" / "adapter_model.safetensors")
+    ddp, fsdp = adapters["ddp"], adapters["fsdp"]
+    assert ddp.keys() == fsdp.keys() and all(torch.allclose(ddp[k], fsdp[k], rtol=1e-4, atol=1e-6) for k in ddp)

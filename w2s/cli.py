@@ -71,6 +71,7 @@ def stage_cli(stage: str, args: list[str]) -> None:
 
     from pytorch_lightning.cli import LightningCLI
 
+    from w2s import distributed
     from w2s.data.datamodule import W2SDataModule
     from w2s.lit.callbacks import RestoreBest
 
@@ -93,10 +94,22 @@ def stage_cli(stage: str, args: list[str]) -> None:
                 parser.link_arguments("model.teacher", "data.teacher_tokenizer",
                                       compute_fn=lambda folder: f"{folder}/encoder" if folder else None)
 
+        def instantiate_trainer(self, **kwargs):
+            """``--trainer.strategy fsdp``: the pipeline's FSDP (``w2s.distributed``), not Lightning's FSDP1."""
+            trainer = self.config_init[self.subcommand]["trainer"]
+            if trainer.get("strategy") == "fsdp":
+                devices, nodes = trainer.get("devices"), trainer.get("num_nodes") or 1
+                if not str(devices).isdigit():
+                    raise ValueError(f"trainer.strategy fsdp needs trainer.devices as a number, got {devices!r}")
+                kwargs["strategy"] = distributed.lightning_strategy("fsdp", int(devices) * nodes)
+            return super().instantiate_trainer(**kwargs)
+
         def after_fit(self):
             output = self.config[self.subcommand].get("output")
-            if output and self.trainer.is_global_zero:
-                self.model.save_artifact(output)
+            if output:
+                distributed.gather_for_saving(self.model)  # every process, under FSDP
+                if self.trainer.is_global_zero:
+                    self.model.save_artifact(output)
 
     StageCLI(module_class, W2SDataModule, args=args, parser_kwargs={"prog": f"w2s {stage}"},
              trainer_defaults={"callbacks": [RestoreBest()], "num_sanity_val_steps": 0,
