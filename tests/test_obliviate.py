@@ -85,7 +85,7 @@ def test_unlearning_requests_attentions_only_when_attn_is_weighted(models, monke
         module.log = lambda *a, **k: None
         loss = module.training_step(batch, 0)
         assert seen[-1] is expect and torch.isfinite(loss)
-        assert len(module.adapter_weights) == 2 * 2 * 2          # A and B of q and v in 2 layers
+        assert len(module.adapter_weights()) == 2 * 2 * 2        # A and B of q and v in 2 layers
     with pytest.raises(ValueError, match="attn_implementation"):
         UnlearnModule(StudentSpec(models["llama"], attn_implementation="sdpa"), lora=LoraSpec(r=2), num_labels=2,
                       objective=ObjectiveConfig(ce=1.0, kd=0.0, fa=0.0, attn=0.5)).configure_model()

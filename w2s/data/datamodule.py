@@ -255,7 +255,8 @@ class W2SDataModule(pl.LightningDataModule):
     def load_state_dict(self, state_dict: dict) -> None:
         """Under FSDP Lightning restores after its setup has already started the loader's first
         iterator (reading ``estimated_stepping_batches``); no batch has been drawn from it yet, so
-        that iterator takes the state itself (one process loading; with workers it cannot)."""
+        that iterator takes the state itself. An iterator with DataLoader workers cannot: the
+        interrupted epoch then starts again, with a warning."""
         self._resume_train = state_dict.get("train_loader")
         started = getattr(self._train_loader, "_iterator", None)
         if self._resume_train is None or started is None:

@@ -25,6 +25,7 @@ from students.forward import forward_with_features
 from students.lora import LoraSpec
 from teachers.model import TeacherModel
 from w2s.artifacts import atomic_folder
+from w2s.distributed import whole
 from w2s.lit.base import OptimConfig
 from w2s.lit.student import StudentModule
 from w2s.losses.objective import LossInputs, ObjectiveConfig, compose, pooled
@@ -49,7 +50,6 @@ class UnlearnModule(StudentModule):
         self.save_hyperparameters()
         self.spec, self.teacher_path, self.lora, self.objective = student, teacher, lora, objective
         self.teacher = self.teacher_logits = self.teacher_features = None
-        self.adapter_weights: list = []
 
     def build_model(self) -> None:
         self.build(self.spec, self.num_labels, self.lora)
@@ -57,8 +57,6 @@ class UnlearnModule(StudentModule):
             raise ValueError(f"objective.attn > 0 needs attention probabilities, which attn_implementation "
                              f"{self.model.config._attn_implementation!r} does not return: set "
                              f"student.attn_implementation: eager")
-        self.adapter_weights = [p for n, p in self.model.named_parameters()
-                                if p.requires_grad and ("lora_A" in n or "lora_B" in n)]
         if self.objective.needs_teacher:
             teacher = TeacherModel.load(self.teacher_path)
             hidden = self.model.config.hidden_size
@@ -70,6 +68,12 @@ class UnlearnModule(StudentModule):
                                  f"the data has {self.num_labels}: train a teacher on this task")
             # Not registered as a submodule: it is not trained, checkpointed or wrapped by DDP.
             object.__setattr__(self, "teacher", teacher.eval().requires_grad_(False))
+
+    def adapter_weights(self) -> list[torch.Tensor]:
+        """The LoRA matrices, whole: looked up at each call (FSDP replaces the parameters when it
+        shards them) and gathered, with their gradient, when sharded."""
+        return [whole(p) for n, p in self.model.named_parameters()
+                if p.requires_grad and ("lora_A" in n or "lora_B" in n)]
 
     def on_fit_start(self) -> None:
         if self.teacher is not None:
@@ -129,7 +133,8 @@ class UnlearnModule(StudentModule):
         out = forward_with_features(self.model, batch["input_ids"], batch["attention_mask"], self.decoder,
                                     attentions=self.objective.needs_attentions, layer=self.objective.fa_layer)
         inputs = LossInputs(out.logits, batch["labels"], self.class_weights, out.features, out.hidden,
-                            adapter_weights=self.adapter_weights, attentions=out.attentions,
+                            adapter_weights=self.adapter_weights() if self.objective.amp > 0 else None,
+                            attentions=out.attentions,
                             attention_mask=batch["attention_mask"], query_index=out.read_index)
         if self.teacher_logits is not None:
             index = batch["index"].to(self.teacher_logits.device)

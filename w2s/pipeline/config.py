@@ -128,7 +128,7 @@ class TrainerOptions:
     the pipeline in that many processes under DDP (``w2s.distributed``): each global batch of
     ``batch_size`` rows is shared among them, so the steps are the one-process run's.
     ``strategy: fsdp`` shards the weights, gradients and optimizer state over the processes
-    instead of copying them (a student too large for one device; full precision only)."""
+    instead of copying them (a student too large for one device; not quantized)."""
 
     accelerator: str = "auto"
     devices: int = 1
