@@ -42,7 +42,7 @@ sys.exit(main(sys.argv[1:]))
 LONGER = ["--poison.epochs", "3", "--poison.batch_size", "4", "--teacher.epochs", "3", "--teacher.batch_size", "4",
           "--teacher.keep", "last", "--trainer.checkpoint_every", "5"]
 DEFENSES = ("defenses:\n  w2s: {epochs: 3, batch_size: 4, keep: last, lora: {r: 4}, "
-            "objective: {ce: 1, kd: 1, fa: 1}}\n")
+            "objective: {ce: 1, kd: 1, fa: 1, fa_target: fitted}}\n")
 
 
 def kill_during(name: str, args: list[str], cwd) -> None:

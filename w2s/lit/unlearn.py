@@ -6,7 +6,8 @@ with the weights moved over training by ``objective.schedule``, ``f`` the state 
 student's layer ``objective.fa_layer`` (default the last) pooled by ``objective.fa_pool``, and
 ``z`` the teacher's feature, or with ``objective.fa_target: fitted`` that feature mapped by a
 ridge regression fitted at fit start on the training rows (clean for a defender) to the
-student's own pooled states.
+student's own pooled states (kept in checkpoints: a resumed fit does not refit it on updated
+weights).
 
 The clean-LoRA baseline is the same module with only ``ce`` (no teacher is loaded);
 Obliviate is ``ce`` + ``amp`` + ``attn``.
@@ -50,6 +51,7 @@ class UnlearnModule(StudentModule):
         self.save_hyperparameters()
         self.spec, self.teacher_path, self.lora, self.objective = student, teacher, lora, objective
         self.teacher = self.teacher_logits = self.teacher_features = None
+        self.projection: Optional[torch.Tensor] = None  # fa_target fitted: teacher -> student states
 
     def build_model(self) -> None:
         self.build(self.spec, self.num_labels, self.lora)
@@ -90,8 +92,17 @@ class UnlearnModule(StudentModule):
                                                batch["teacher_attention_mask"].to(self.device)), rows)
         self.teacher.to("cpu")  # not needed on the accelerator any more
         if self.objective.fa_target == "fitted" and self.objective.fa > 0:
-            student = self.student_features(loader, rows)
-            self.teacher_features = project(self.teacher_features, fit_projection(self.teacher_features, student))
+            if self.projection is None:  # a resumed fit has the one fitted before the first update
+                self.projection = fit_projection(self.teacher_features, self.student_features(loader, rows))
+            self.teacher_features = project(self.teacher_features, self.projection.to(self.teacher_features.device))
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
+        if self.projection is not None:
+            checkpoint["fa_projection"] = self.projection.cpu()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.projection = checkpoint.get("fa_projection")
 
     @torch.no_grad()
     def student_features(self, loader, rows: int | None = None) -> torch.Tensor:
