@@ -63,25 +63,33 @@ def check_head(name: str, config, num_labels: int) -> None:
                          f"{num_labels}")
 
 
-def build_student(spec: StudentSpec, num_labels: int, lora: Optional[LoraSpec] = None):
+def build_student(spec: StudentSpec, num_labels: int, lora: Optional[LoraSpec] = None, empty: bool = False):
     """Return ``(model, tokenizer)``; with ``lora`` only LoRA and the head are trainable (a
-    quantized student can only be trained that way)."""
-    from transformers import AutoModelForSequenceClassification
-
-    from transformers import AutoConfig
+    quantized student can only be trained that way). ``empty``: the same model on the meta
+    device, no weights read (FSDP's other processes: filled from process 0 once sharded)."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification
 
     path = resolve_model(spec.name)
-    check_head(spec.name, AutoConfig.from_pretrained(path, trust_remote_code=spec.trust_remote_code), num_labels)
+    config = AutoConfig.from_pretrained(path, trust_remote_code=spec.trust_remote_code)
+    check_head(spec.name, config, num_labels)
     tokenizer = load_tokenizer(spec.name, spec.trust_remote_code)
     dtype = spec.torch_dtype()
-    kwargs = dict(num_labels=num_labels, dtype=dtype, attn_implementation=spec.attn_implementation,
-                  trust_remote_code=spec.trust_remote_code, use_safetensors=True)
-    if spec.quantization:
-        from students.quantization import quantization_config
+    if empty:
+        if spec.quantization:
+            raise ValueError("a quantized student cannot be built empty")
+        config.num_labels = num_labels
+        with torch.device("meta"):
+            model = AutoModelForSequenceClassification.from_config(
+                config, attn_implementation=spec.attn_implementation, trust_remote_code=spec.trust_remote_code).to(dtype)
+    else:
+        kwargs = dict(num_labels=num_labels, dtype=dtype, attn_implementation=spec.attn_implementation,
+                      trust_remote_code=spec.trust_remote_code, use_safetensors=True)
+        if spec.quantization:
+            from students.quantization import quantization_config
 
-        kwargs["quantization_config"] = quantization_config(spec.quantization, dtype)
-    model, info = AutoModelForSequenceClassification.from_pretrained(path, output_loading_info=True, **kwargs)
-    report_new_weights(spec.name, info, expected=NEW_HEADS)
+            kwargs["quantization_config"] = quantization_config(spec.quantization, dtype)
+        model, info = AutoModelForSequenceClassification.from_pretrained(path, output_loading_info=True, **kwargs)
+        report_new_weights(spec.name, info, expected=NEW_HEADS)
     model.config.pad_token_id = tokenizer.pad_token_id
     checkpointing = {"use_reentrant": False}  # needs no inputs that require grad (LoRA on a frozen base)
     if spec.quantization and lora is not None:

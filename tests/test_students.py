@@ -85,3 +85,23 @@ def test_quantized_student_trains_a_step_on_cpu(tmp_path, mode):
         optimizer.zero_grad()
     changed = [n for n, p in model.named_parameters() if p.requires_grad and not torch.equal(p, lora[n])]
     assert any("lora_A" in n for n in changed) and any("lora_B" in n for n in changed)
+
+
+@pytest.mark.parametrize("kind", ["llama", "gpt2"])
+def test_an_empty_student_reads_no_weights_and_matches_the_loaded_one(models, kind, tmp_path):
+    """What FSDP's other processes build (process 0's weights fill it once sharded): the same
+    parameters, buffers and trainable set on the meta device, from a folder without weights."""
+    import shutil
+
+    folder = tmp_path / kind
+    shutil.copytree(models[kind], folder)
+    loaded, _ = build_student(StudentSpec(str(folder)), 3, LoraSpec(r=2))
+    for weights in folder.glob("*.safetensors"):
+        weights.unlink()
+    empty, _ = build_student(StudentSpec(str(folder)), 3, LoraSpec(r=2), empty=True)
+    shapes = lambda model: {n: (t.shape, t.dtype, t.requires_grad) for n, t in model.named_parameters()}  # noqa: E731
+    assert shapes(empty) == shapes(loaded)
+    assert [n for n, _ in empty.named_buffers()] == [n for n, _ in loaded.named_buffers()]
+    assert all(t.is_meta for t in [*empty.parameters(), *empty.buffers()])
+    with pytest.raises(OSError):
+        build_student(StudentSpec(str(folder)), 3, LoraSpec(r=2))

@@ -14,6 +14,7 @@ whole weights (keeping the best epoch, saving) gathers them (:func:`whole`, :fun
 """
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 from pathlib import Path
@@ -56,10 +57,13 @@ def lightning_strategy(name: str, processes: int) -> Any:
     return "ddp" if processes > 1 and name == "auto" else name
 
 
-def shard_model(module: nn.Module, mesh) -> None:
+def shard_model(module: nn.Module, mesh, device) -> None:
     """FSDP2 over ``mesh`` (once): each transformer block of ``module`` is a unit, then each of
     its parts that holds weights (the models whose ``forward`` the stage calls) with what is
-    left (embeddings, heads)."""
+    left (embeddings, heads). A part built empty (meta) then gets its shards' storage on
+    ``device``, uninitialised until :func:`fill_from_first` (here, in each process alone:
+    Lightning's own materialising would initialise the shards with collectives that the
+    processes without meta weights never join)."""
     from torch.distributed.fsdp import FSDPModule, fully_shard
     from transformers.modeling_layers import GradientCheckpointingLayer
 
@@ -68,6 +72,21 @@ def shard_model(module: nn.Module, mesh) -> None:
     for unit in blocks + parts:
         if not isinstance(unit, FSDPModule):
             fully_shard(unit, mesh=mesh)
+    for part in parts:
+        if any(t.is_meta for t in itertools.chain(part.parameters(), part.buffers())):
+            part.to_empty(device=device)
+
+
+def fill_from_first(module: nn.Module, state: dict) -> None:
+    """Every process's parameters and buffers from process 0, which passes its whole
+    ``state_dict`` (the others pass ``{}``), sent one tensor at a time and kept as this process's
+    shards. Buffers are sent too: the non-persistent ones (rotary frequencies) are in no state
+    dict, and an empty-built process has none."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+    set_model_state_dict(module, state, options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True))
+    for buffer in module.buffers():
+        dist.broadcast(buffer, src=0)
 
 
 def whole(param: Tensor) -> Tensor:

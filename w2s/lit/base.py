@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from w2s.data.datamodule import CLEAN
-from w2s.distributed import shard_model
+from w2s.distributed import fill_from_first, shard_model
 from w2s.losses.class_weights import weighted_cross_entropy
 from w2s.metrics import (AttackSuccessRate, BalancedAccuracy, CleanAccuracy, CleanCorrectASR, MacroF1,
                          MajorityShare)
@@ -58,6 +58,7 @@ class ClassifierModule(pl.LightningModule):
             raise ValueError(f"class_weights has {len(class_weights)} entries for {num_labels} classes")
         self.optim = optim
         self.model: Optional[nn.Module] = None
+        self._from_first: Optional[dict] = None  # FSDP: process 0's whole state, until it is sent
         self._finite: Optional[Tensor] = None  # all losses since the last check finite (on the device)
         self.target_label, self.num_labels = target_label, num_labels
         self.register_buffer("class_weights", None if class_weights is None else torch.tensor(class_weights),
@@ -72,11 +73,23 @@ class ClassifierModule(pl.LightningModule):
 
     def configure_model(self) -> None:
         """Build the model once (``build_model``); under ``trainer.strategy: fsdp`` (a device mesh)
-        shard it over the processes."""
+        shard it over the processes. There only process 0 reads the student's weights (the
+        others build it empty, so host memory holds one copy): its whole state is kept until
+        ``on_fit_start`` sends each process its shards."""
         if self.model is None:
             self.build_model()
+            if self.device_mesh is not None:
+                self._from_first = self.state_dict() if self.global_rank == 0 else {}
         if self.device_mesh is not None:
-            shard_model(self, self.device_mesh["data_parallel"])
+            shard_model(self, self.device_mesh["data_parallel"], self.trainer.strategy.root_device)
+
+    def on_fit_start(self) -> None:
+        """Subclasses call it first: the weights are in place from here on."""
+        if self._from_first is not None:
+            fill_from_first(self, self._from_first)
+            self._from_first = None
+
+    on_validation_start = on_test_start = on_fit_start  # validate or test without fitting
 
     def build_model(self) -> None:
         """Set ``self.model`` (and whatever else the stage needs with it)."""

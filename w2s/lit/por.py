@@ -40,6 +40,7 @@ class PorModule(StudentModule):
     @torch.no_grad()
     def on_fit_start(self) -> None:
         """The clean rows' pooled states before any poisoning (the reference model), once."""
+        super().on_fit_start()
         self.model.eval()
         rows = {}
         for batch in self.trainer.datamodule.teacher_dataloader():

@@ -64,6 +64,7 @@ class PsimModule(StudentModule):
                 encoder_hidden_size=detector.config.hidden_size))
 
     def on_fit_start(self) -> None:
+        super().on_fit_start()
         rows = len(self.trainer.datamodule.train)
         generator = torch.Generator().manual_seed(self.options.label_seed)
         self.random_labels = torch.randint(self.num_labels, (rows,), generator=generator).to(self.device)
@@ -71,6 +72,7 @@ class PsimModule(StudentModule):
     @torch.no_grad()
     def on_test_start(self) -> None:
         """Calibrate the threshold on the clean dev rows when ``options.false_alarm`` is set."""
+        super().on_test_start()
         if self.options.false_alarm is None:
             return
         self.model.eval()

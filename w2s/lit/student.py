@@ -20,7 +20,9 @@ class StudentModule(ClassifierModule):
         self.decoder = True
 
     def build(self, spec: StudentSpec, num_labels: int, lora: Optional[LoraSpec]) -> None:
-        self.model, self.tokenizer = build_student(spec, num_labels, lora)
+        # Under FSDP only process 0 reads the weights (ClassifierModule.configure_model)
+        self.model, self.tokenizer = build_student(spec, num_labels, lora, empty=self.device_mesh is not None
+                                                   and self.global_rank > 0)
         self.model.train()  # from_pretrained returns eval mode; LoRA dropout must be active
         self.decoder = is_decoder(self.model.config)
 

@@ -78,6 +78,7 @@ class UnlearnModule(StudentModule):
                 if p.requires_grad and ("lora_A" in n or "lora_B" in n)]
 
     def on_fit_start(self) -> None:
+        super().on_fit_start()
         if self.teacher is not None:
             data = self.trainer.datamodule
             self.cache_teacher(data.teacher_dataloader(), rows=len(data.train))
