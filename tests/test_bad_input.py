@@ -28,6 +28,8 @@ CASES = [  # (extra arguments, YAML appended to the config, what the line must s
     (["--trainer.devices", "2", "--trainer.strategy", "deepspeed"], "", "a pipeline in several processes runs under"),
     (["--trainer.strategy", "fsdp", "--trainer.precision", "16-mixed"], "",
      "trainer.precision '16-mixed': trainer.strategy fsdp runs in None, 32-true"),
+    (["--trainer.strategy", "fsdp"], "defenses:\n  psim: {}\n",
+     "trainer.strategy fsdp cannot shard psim's p-tuning module"),
     (["--trainer.strategy", "fsdp", "--student.quantization", "4bit"], "",
      "trainer.strategy fsdp shards full-precision weights, but lora, w2s load the student quantized"),
     (["--trainer.checkpoint_every=-5"], "", "trainer: checkpoint_every must be >= 0"),

@@ -21,12 +21,15 @@ from w2s.pipeline.runs import load_manifest
 # other numbers), and this test compares numbers.
 DEFENSES = ("defenses:\n  lora: {epochs: 2, lr: 3.0e-3, lora: {r: 4, dropout: 0}}\n"
             "  w2s: {epochs: 2, lr: 3.0e-3, lora: {r: 4, dropout: 0}, objective: {ce: 1, kd: 1, fa: 1}}\n"
-            "  obliviate: {epochs: 2, lr: 3.0e-3, lora: {r: 4, dropout: 0}}\n")  # adapter norms: whole under FSDP
+            "  obliviate: {epochs: 2, lr: 3.0e-3, lora: {r: 4, dropout: 0}}\n"  # adapter norms: whole under FSDP
+            "  fine-mixing: {epochs: 2, lr: 3.0e-3, lora: {r: 4, dropout: 0}}\n"
+            "  psim: {epochs: 2, lr: 3.0e-3, lora: {r: 4, dropout: 0}, options: {module: lora}}\n")
 LEARN = ["--poison.train_rows", "[0, 192]", "--teacher.train_rows", "[0, 192]", "--defense_rows", "[192, 288]",
          "--poison.epochs", "3", "--teacher.epochs", "3", "--poison.lr", "3e-3", "--teacher.lr", "3e-3",
          "--eval_rows", "64", "--bucket_batches", "2"]  # length buckets: shared out like any batch
 RESUMED_DEFENSES = "defenses:\n  w2s: {epochs: 3, batch_size: 4, keep: last, lora: {r: 4, dropout: 0}, objective: {kd: 1, fa: 1}}\n"
-STAGES = ("poisoned", "teacher", "defenses/lora", "defenses/w2s", "defenses/obliviate")
+STAGES = ("poisoned", "teacher", "defenses/lora", "defenses/w2s", "defenses/obliviate", "defenses/fine-mixing",
+          "defenses/psim")
 WEIGHTS = ("poisoned/model/model.safetensors", "teacher/model/encoder/model.safetensors",
            "defenses/lora/model/adapter/adapter_model.safetensors", "defenses/w2s/model/adapter/adapter_model.safetensors",
            "defenses/obliviate/model/adapter/adapter_model.safetensors")

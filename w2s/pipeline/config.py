@@ -285,6 +285,11 @@ class PipelineConfig:
             raise ValueError(f"trainer.strategy fsdp shards full-precision weights, but {', '.join(quantized)} "
                              f"load{'s' if len(quantized) == 1 else ''} the student quantized: set student.quantization: "
                              f"null (or the defense's quantization: none)")
+        shared = [name for name, d in self.defenses.items()
+                  if d.method == "psim" and d.defense.options(d.options).module == "p-tuning"]
+        if self.trainer.strategy == "fsdp" and shared:
+            raise ValueError(f"trainer.strategy fsdp cannot shard psim's p-tuning module, which shares the student's "
+                             f"embeddings ({', '.join(shared)}): set options: {{module: lora}}")
         if self.attack.seed is None:  # the poisoned rows follow the run's seed
             object.__setattr__(self, "attack", replace(self.attack, seed=self.seed))
 
