@@ -78,7 +78,7 @@ class ClassifierModule(pl.LightningModule):
         ``on_fit_start`` sends each process its shards."""
         if self.model is None:
             self.build_model()
-            if self.device_mesh is not None:
+            if self.device_mesh is not None and self.trainer.world_size > 1:
                 self._from_first = self.state_dict() if self.global_rank == 0 else {}
         if self.device_mesh is not None:
             shard_model(self, self.device_mesh["data_parallel"], self.trainer.strategy.root_device)
