@@ -107,9 +107,7 @@ def stage_cli(stage: str, args: list[str]) -> None:
         def after_fit(self):
             output = self.config[self.subcommand].get("output")
             if output:
-                distributed.gather_for_saving(self.model)  # every process, under FSDP
-                if self.trainer.is_global_zero:
-                    self.model.save_artifact(output)
+                distributed.save_artifact(self.model, output)
 
     StageCLI(module_class, W2SDataModule, args=args, parser_kwargs={"prog": f"w2s {stage}"},
              trainer_defaults={"callbacks": [RestoreBest()], "num_sanity_val_steps": 0,

@@ -10,7 +10,7 @@ further local device, or, under ``torchrun`` or SLURM, finds them already starte
 Under ``trainer.strategy: fsdp`` (Lightning's ``ModelParallelStrategy``, FSDP2) each process
 keeps 1/N of every weight, gradient and optimizer state between uses: the stage's module
 shards itself when it is built (:func:`shard_model`, one unit per transformer block), and what reads
-whole weights (keeping the best epoch, saving) gathers them (:func:`whole`, :func:`gather_for_saving`).
+whole weights (keeping the best epoch, saving) gathers them (:func:`whole`, :func:`save_artifact`).
 """
 from __future__ import annotations
 
@@ -105,10 +105,20 @@ def laid_out_as(value: Tensor, param: Tensor) -> Tensor:
     return distribute_tensor(value, param.device_mesh, param.placements) if isinstance(param, DTensor) else value
 
 
-def gather_for_saving(module: nn.Module) -> None:
+def save_artifact(module: nn.Module, folder: str | Path) -> None:
+    """``module.save_artifact(folder)`` by the writing process, with whole weights; every process
+    calls it and returns once the folder is there (a stage may load what it saved). Under FSDP
+    this is the module's end: it is not trained or run after."""
+    _gather_for_saving(module)
+    if is_writer():
+        module.save_artifact(folder)
+    barrier()
+
+
+def _gather_for_saving(module: nn.Module) -> None:
     """Give every FSDP-sharded parameter of ``module`` its whole value, on the CPU, in the writing
-    process (one parameter at a time on the device); every process must call it. The module can be
-    saved after this, not trained or run any more. Nothing happens without FSDP."""
+    process (one parameter at a time on the device); every process must call it. Nothing happens
+    without FSDP."""
     from torch.distributed.fsdp import FSDPModule
     from torch.distributed.tensor import DTensor
 

@@ -280,18 +280,23 @@ class PipelineConfig:
                 raise ValueError(f"defenses: invalid name {name!r} (letters, digits, -, _ and +; "
                                  f"not 'poisoned' or 'teacher')")
         object.__setattr__(self, "defenses", resolve_defenses(self.defenses))
+        if self.trainer.strategy == "fsdp":
+            self._check_shardable()
+        if self.attack.seed is None:  # the poisoned rows follow the run's seed
+            object.__setattr__(self, "attack", replace(self.attack, seed=self.seed))
+
+    def _check_shardable(self) -> None:
+        """What ``trainer.strategy: fsdp`` cannot shard: a quantized student, PSIM's p-tuning module."""
         quantized = [name for name, d in self.defenses.items() if d.student_quantization(self.student)]
-        if self.trainer.strategy == "fsdp" and quantized:
+        if quantized:
             raise ValueError(f"trainer.strategy fsdp shards full-precision weights, but {', '.join(quantized)} "
                              f"load{'s' if len(quantized) == 1 else ''} the student quantized: set student.quantization: "
                              f"null (or the defense's quantization: none)")
         shared = [name for name, d in self.defenses.items()
                   if d.method == "psim" and d.defense.options(d.options).module == "p-tuning"]
-        if self.trainer.strategy == "fsdp" and shared:
+        if shared:
             raise ValueError(f"trainer.strategy fsdp cannot shard psim's p-tuning module, which shares the student's "
                              f"embeddings ({', '.join(shared)}): set options: {{module: lora}}")
-        if self.attack.seed is None:  # the poisoned rows follow the run's seed
-            object.__setattr__(self, "attack", replace(self.attack, seed=self.seed))
 
     def defense_teachers(self) -> dict[str, TeacherStage]:
         """The teacher stage of each defense that uses one: its own, or the pipeline's."""

@@ -105,13 +105,8 @@ class StageRun:
     writer: bool = True  # False in the processes beside process 0, which write nothing (w2s.distributed)
 
     def save(self, module: Any, name: str) -> None:
-        """``module.save_artifact(folder/name)`` by the writing process, with whole weights (FSDP
-        gathers them: the stage's end); every process returns once it is there (a stage may load
-        what it saved)."""
-        distributed.gather_for_saving(module)
-        if self.writer:
-            module.save_artifact(self.folder / name)
-        distributed.barrier()
+        """``module``'s artifact in ``folder/name`` (``w2s.distributed.save_artifact``: the stage's end)."""
+        distributed.save_artifact(module, self.folder / name)
 
 
 def load_manifest(folder: Path) -> dict | None:
