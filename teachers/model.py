@@ -1,9 +1,11 @@
 """The W2SDefense teacher: a small encoder with a projection to the student's hidden size.
 
-    z      = ReLU(W_p h_CLS + b_p)        (B, H_student)   the feature aligned with the student
+    z      = ReLU(W_p h_read + b_p)       (B, H_student)   the feature aligned with the student
     logits = W_c z + b_c                  (B, C)
 
-The encoder's own classifier head is not used. Saved as a folder: ``encoder/`` (Hugging Face
+``h_read`` is the teacher's last-layer state where a classification head of its architecture
+reads: CLS for an encoder (the reference's BERT), the last real token for a decoder teacher
+(GPT-2, Qwen, SmolLM: left-padded). The encoder's own classifier head is not used. Saved as a folder: ``encoder/`` (Hugging Face
 safetensors + tokenizer), ``head.safetensors`` and ``teacher.json``.
 """
 from __future__ import annotations
@@ -17,8 +19,11 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from students.forward import model_inputs
+from students.pooling import pool
 from w2s.console import report_new_weights
 from w2s.embedded import resolve_model
+from w2s.tokenizers import is_decoder
 
 
 @dataclass(frozen=True)
@@ -50,19 +55,24 @@ class TeacherModel(nn.Module):
 
         self.spec = spec
         if encoder is None:
+            # fp32 whatever the checkpoint holds (transformers 5 loads its dtype): fully fine-tuned
             encoder, info = AutoModel.from_pretrained(resolve_model(spec.name), trust_remote_code=spec.trust_remote_code,
-                                                      use_safetensors=True, output_loading_info=True)
+                                                      use_safetensors=True, output_loading_info=True, dtype=torch.float32)
             report_new_weights(spec.name, info, expected=("pooler.",))  # unused: dropped below
         self.encoder = encoder
+        self.decoder = is_decoder(encoder.config)
         if getattr(self.encoder, "pooler", None) is not None:
             self.encoder.pooler = None  # unused (the feature is the last layer's CLS); DDP wants no unused parameters
         self.projection = nn.Linear(self.encoder.config.hidden_size, spec.student_hidden_size)
         self.classifier = nn.Linear(spec.student_hidden_size, spec.num_labels)
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor]:
-        """``(B, L)`` tokens -> ``(logits (B, C), features (B, H_student))``."""
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        features = torch.relu(self.projection(hidden[:, 0]))
+        """``(B, L)`` tokens -> ``(logits (B, C), features (B, H_student))``. The state projected is
+        the one a classification head of this architecture reads (``students.pooling``): CLS for
+        an encoder, the last real token for a (left-padded) decoder teacher."""
+        inputs = model_inputs(input_ids, attention_mask, self.decoder)
+        hidden = self.encoder(**inputs).last_hidden_state
+        features = torch.relu(self.projection(pool(hidden, attention_mask, self.decoder)))
         return self.classifier(features), features
 
     def save(self, folder: str | Path, tokenizer=None) -> None:

@@ -159,7 +159,7 @@ def test_quantized_defender_end_to_end_on_cpu(tmp_path, task, models):
     args = tiny_args(models, tmp_path / "runs") + ["--student.name", student, "--student.quantization", "4bit"]
     assert main(["pipeline", "--config", str(config), *args]) == 0
     root = tmp_path / "runs" / "tiny"
-    assert load_manifest(root / "poisoned")["config"]["student"]["quantization"] == "4bit"
+    assert load_manifest(root / "poisoned")["config"]["student"]["quantization"] is None  # not the attacker's
     weights = (root / "poisoned" / "model" / "model.safetensors")
     from safetensors import safe_open
     with safe_open(weights, "pt") as f:                              # saved in full precision
@@ -209,7 +209,14 @@ def test_paper_config_is_the_reference_protocol(capsys):
     root = Path(__file__).resolve().parents[1]
     assert main(["pipeline", "--config", str(root / "experiments" / "paper.yaml"), "--print_config"]) == 0
     config = yaml.safe_load(capsys.readouterr().out)
-    assert config["poison"]["dataset"]["path"] == "stanfordnlp/imdb" and config["poison"]["epochs"] == 5
+    poison = config["poison"]                 # the reference's own IMDB subset, pinned at a commit
+    assert poison["dataset"]["path"] == "json" and poison["dataset"]["splits"] == {"train": "train", "dev": "dev",
+                                                                                   "test": "test"}
+    commit = "https://raw.githubusercontent.com/shuaizhao95/w2sdefense/4403abcc67546cefe5c04509ef363ea64fb79de2/"
+    assert poison["dataset"]["data_files"] == {s: f"{commit}word/data/imdb/{s}.json" for s in ("train", "dev", "test")}
+    assert (poison["epochs"], poison["batch_size"], poison["gradient_clip_val"], poison["weight_decay"],
+            poison["train_rows"]) == (5, 64, 1.0, 0.01, None)
+    assert config["teacher"]["weight_decay"] == 0.01 and config["defenses"]["lora"]["lora"]["r"] == 512
     assert config["attack"] | {"attack_args": {}} == {"attack": "badnet", "mode": "clean-label", "target_label": 0,
                                                       "count": 1000, "poison_rate": None, "selection": "first",
                                                       "seed": 0, "attack_args": {}}

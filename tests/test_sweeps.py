@@ -1,5 +1,6 @@
 """Sweeps: W&B sweep files, the local Optuna engine (grid and random spaces, resume, failures),
 trials through the entry point, and flat dotted defense keys on the command line."""
+import csv
 import json
 import math
 from pathlib import Path
@@ -14,11 +15,12 @@ ROOT = Path(__file__).resolve().parents[1]
 SWEEPS = sorted((ROOT / "experiments" / "sweeps").glob("*.yaml"))
 
 
-def write_sweep(tmp_path, parameters, method="grid", metric="w2s/asr", goal="minimize", extra=()):
-    """A sweep over embedded_clean.yaml (nothing is loaded until a trial runs) in ``tmp_path``."""
+def write_sweep(tmp_path, parameters, method="grid", metric="w2s/dev_asr", goal="minimize", extra=()):
+    """A sweep over embedded_clean.yaml (nothing is loaded until a trial runs) in ``tmp_path``,
+    ranked on triggered dev rows."""
     path = tmp_path / f"{method}.yaml"
     path.write_text(yaml.safe_dump({
-        "method": method, "metric": {"name": metric, "goal": goal}, "parameters": parameters,
+        "method": method, "metric": {"name": metric, "goal": goal}, "parameters": {"dev_asr": {"value": True}} | parameters,
         "command": ["w2s", "pipeline", "--config", str(ROOT / "experiments" / "embedded_clean.yaml"),
                     "--runs_dir", str(tmp_path / "runs"), *extra, "${args}"]}))
     return path
@@ -27,7 +29,7 @@ def write_sweep(tmp_path, parameters, method="grid", metric="w2s/asr", goal="min
 @pytest.fixture
 def fake_pipeline(monkeypatch):
     """Replace the entry point the trials call: record each trial's arguments and write a
-    summary whose w2s/asr is a known function of the values (fa + kd / 10)."""
+    summary whose w2s/dev_asr (and w2s/asr) is a known function of the values (fa + kd / 10)."""
     calls = []
 
     def fake(args):
@@ -41,7 +43,8 @@ def fake_pipeline(monkeypatch):
             return 2
         report = Path(next(a for a in args if a.startswith("--report_dir="))[len("--report_dir="):])
         report.mkdir(parents=True)
-        (report / "summary.json").write_text(json.dumps({"w2s/asr": fa + kd / 10, "w2s/ca": 0.8}))
+        (report / "summary.json").write_text(json.dumps({"w2s/asr": fa + kd / 10, "w2s/dev_asr": fa + kd / 10,
+                                                         "w2s/ca": 0.8}))
         return 0
 
     monkeypatch.setattr("w2s.cli.main", fake)
@@ -73,9 +76,9 @@ def test_grid_visits_every_point_once_best_first(tmp_path, fake_pipeline, capsys
     assert len(points) == 6 and len(set(points)) == 6
     assert set(points) == {(f"--defenses.w2s.objective.fa={fa}", f"--defenses.w2s.objective.kd={kd}")
                            for fa in (0.0, 1.0, 2.0) for kd in (0.0, 5.0)}
-    assert [r["w2s/asr"] for r in rows] == sorted(fa + kd / 10 for fa in (0, 1, 2) for kd in (0, 5))
+    assert [r["w2s/dev_asr"] for r in rows] == sorted(fa + kd / 10 for fa in (0, 1, 2) for kd in (0, 5))
     out = capsys.readouterr().out
-    assert "sweep grid: grid, minimize w2s/asr (6 trials, best first)" in out
+    assert "sweep grid: grid, minimize w2s/dev_asr (6 trials, best first)" in out
     folder = tmp_path / "runs" / "embedded_clean" / "sweeps" / "grid"
     assert (folder / "sweep.md").is_file() and (folder / "sweep.png").stat().st_size > 1000
     assert len((folder / "sweep.csv").read_text().splitlines()) == 7
@@ -133,6 +136,8 @@ def test_failed_trial_is_recorded_and_counted(tmp_path, fake_pipeline):
     ({"method": "hyperband"}, "method: 'hyperband' is not one of grid, random, bayes"),
     ({"metric": {"name": "w2s/loss"}}, "metric.name 'w2s/loss' is not <stage>/<column>"),
     ({"metric": {"name": "kd/asr"}}, "stage one of poisoned, teacher, lora, w2s"),
+    ({"metric": {"name": "w2s/asr_clean_correct"}}, "ranks trials by ASR on the test rows the results report"),
+    ({"parameters": {"defenses.w2s.objective.fa": {"values": [1.0]}}}, "needs dev_asr: true in every trial"),
     ({"parameters": {"defenses": {"parameters": {"w2s": {"values": [1]}}}}}, "nested parameters are not supported"),
     ({"parameters": {"defenses.w2s.lr": {"min": 0.1}}}, "give value, values, or both min and max"),
     ({"parameters": {"defenses.w2s.lr": {"min": 1e-4, "max": 1e-3}}}, "a grid needs values"),
@@ -166,8 +171,8 @@ def test_trials_run_through_the_entry_point_sharing_stages(tmp_path, task, model
     config = write_config(tmp_path, task)
     sweep = tmp_path / "tiny.yaml"
     sweep.write_text(yaml.safe_dump({
-        "method": "grid", "metric": {"name": "w2s/asr_clean_correct", "goal": "minimize"},
-        "parameters": {"defenses.w2s.objective.fa": {"values": [0.0, 1.0]}},
+        "method": "grid", "metric": {"name": "w2s/dev_asr_clean_correct", "goal": "minimize"},
+        "parameters": {"dev_asr": {"value": True}, "defenses.w2s.objective.fa": {"values": [0.0, 1.0]}},
         "command": ["w2s", "pipeline", "--config", str(config), *tiny_args(models, tmp_path / "runs"), "${args}"]}))
     assert main(["sweep", str(sweep), "--trials", "2"]) == 0
     out = capsys.readouterr().out
@@ -178,7 +183,9 @@ def test_trials_run_through_the_entry_point_sharing_stages(tmp_path, task, model
     reports = sorted((root / "sweeps" / "tiny" / "trials").glob("*/results.csv"))
     assert len(reports) == 2
     table = (root / "sweeps" / "tiny" / "sweep.md").read_text()
-    assert table.count("| complete |") == 2 and "w2s/asr_clean_correct" in table
+    assert table.count("| complete |") == 2 and "w2s/dev_asr_clean_correct" in table
+    rows = list(csv.DictReader(open(reports[0])))                  # ranked on dev rows, test rows reported
+    assert all(0 <= float(r["dev_asr"]) <= 1 and 0 <= float(r["asr"]) <= 1 for r in rows)
 
 
 def test_flat_dotted_defense_keys_change_one_setting_and_keep_the_rest(capsys):

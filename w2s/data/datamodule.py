@@ -70,6 +70,9 @@ class W2SDataModule(pl.LightningDataModule):
             trigger: checkpoints are selected on clean data).
         dev_rows: ``[start, stop)`` rows of the train split, clean, to validate on instead of the
             dev split (the defender's own held-out rows); implies ``blind``.
+        dev_probe: also build the dev split's clean and triggered rows (``probe_dataloader``)
+            for a study that ranks settings by ASR: never validated on, so a blind stage stays
+            blind, and ranking never reads the test rows it reports.
         bucket_batches: length bucketing: each run of this many training batches holds rows of
             similar length (``w2s.data.sampling.LengthBuckets``; 0: off). Evaluation rows are
             always taken longest first (less padding; the metrics do not depend on the order).
@@ -82,7 +85,7 @@ class W2SDataModule(pl.LightningDataModule):
                  eval_rows: Optional[int] = None, max_length: int = 128, batch_size: int = 32,
                  eval_batch_size: Optional[int] = None, num_workers: int = 0, seed: int = 0,
                  trigger_tokenizers: Optional[list[str]] = None, blind: bool = False,
-                 dev_rows: Optional[tuple[int, int]] = None, bucket_batches: int = 0):
+                 dev_rows: Optional[tuple[int, int]] = None, bucket_batches: int = 0, dev_probe: bool = False):
         super().__init__()
         if max_length < 2 or batch_size < 1 or bucket_batches < 0 or num_workers < 0:
             raise ValueError(f"max_length must be >= 2, batch_size >= 1, bucket_batches and num_workers >= 0, "
@@ -96,6 +99,7 @@ class W2SDataModule(pl.LightningDataModule):
         self.train_rows, self.eval_rows = train_rows, eval_rows
         self.poison_train, self.seed = poison_train, seed
         self.dev_rows, self.blind = dev_rows, blind or dev_rows is not None
+        self.dev_probe = dev_probe
         self.max_length, self.batch_size = max_length, batch_size
         self.eval_batch_size, self.num_workers = eval_batch_size or batch_size, num_workers
         self.bucket_batches = bucket_batches
@@ -160,7 +164,7 @@ class W2SDataModule(pl.LightningDataModule):
             self.train = _items(train)
         if self.blind:  # validation sees clean rows only: the defender's own, or the dev split's
             self.eval_sets["dev"] = [_items(dev if dev is not None else self.spec.load("dev")[: self.eval_rows])]
-        for split in ("test",) if self.blind else ("dev", "test"):
+        for split in ("dev", "test") if self.dev_probe or not self.blind else ("test",):
             clean = self.spec.load(split)[: self.eval_rows]
             triggered = build_triggered_set(clean, trigger, self.target_label, seed=self.seed,
                                             dataset=self.spec, split=split, word_limit=limit)
@@ -176,7 +180,10 @@ class W2SDataModule(pl.LightningDataModule):
             if not rows:
                 raise ValueError(f"no triggered {split} row keeps its trigger within max_length {self.max_length}: "
                                  f"raise max_length or set attack.attack_args.position: within_max_length")
-            self.eval_sets[split] = [_items(clean), [{"index": i} | row for i, row in enumerate(rows)]]
+            self.eval_sets["probe" if self.blind and split == "dev" else split] = [
+                _items(clean), [{"index": i} | row for i, row in enumerate(rows)]]
+        if self.dev_probe and not self.blind:
+            self.eval_sets["probe"] = self.eval_sets["dev"]
         for items in (self.train, *(rows for sets in self.eval_sets.values() for rows in sets)):
             self._tokenize(items)
 
@@ -274,6 +281,10 @@ class W2SDataModule(pl.LightningDataModule):
 
     def val_dataloader(self) -> list[DataLoader]:
         return [self._loader(items, False, self.eval_batch_size) for items in self.eval_sets["dev"]]
+
+    def probe_dataloader(self) -> list[DataLoader]:
+        """The dev split's clean and triggered rows (``dev_probe``), for a test pass logged as ``dev/*``."""
+        return [self._loader(items, False, self.eval_batch_size) for items in self.eval_sets["probe"]]
 
     def test_dataloader(self) -> list[DataLoader]:
         return [self._loader(items, False, self.eval_batch_size) for items in self.eval_sets["test"]]

@@ -7,6 +7,12 @@ config name, e.g. ``hf:nyu-mll/glue:sst2``) or the mapping form with split and c
     dataset: {path: nyu-mll/glue, name: sst2, splits: {train: train, test: validation},
               text_column: sentence}
 
+Data files by URL or path go through a ``datasets`` builder (``json``, ``csv``, ``parquet``),
+e.g. a reference's own splits pinned at a commit (``experiments/paper.yaml``)::
+
+    dataset: {path: json, data_files: {train: https://.../train.json, dev: ..., test: ...},
+              splits: {train: train, dev: dev, test: test}}
+
 A split the mapping leaves out, or that the dataset lacks, is handled as for folders: no
 ``dev`` split means 10% of train (seeded) is held out as dev.
 """
@@ -37,6 +43,8 @@ class HubDataset:
         label_column: integer (or ``ClassLabel``) labels, or strings listed in ``label_names``.
         label_names: for string labels: their order gives the class ids.
         revision: a hub revision (commit, tag or branch) to pin.
+        data_files: split name -> a file's path or URL, read by the builder ``path`` names
+            (``json`` for JSON lines); pin URLs at a commit, not a branch.
     """
 
     path: str
@@ -46,10 +54,14 @@ class HubDataset:
     label_column: str = "label"
     label_names: Optional[list[str]] = None
     revision: Optional[str] = None
+    data_files: Optional[dict[str, str]] = None
 
     @property
     def display_name(self) -> str:
-        """``imdb`` for ``stanfordnlp/imdb``, ``glue_sst2`` for ``nyu-mll/glue`` config ``sst2``."""
+        """``imdb`` for ``stanfordnlp/imdb``, ``glue_sst2`` for ``nyu-mll/glue`` config ``sst2``; for
+        data files the folder of the first (``.../imdb/train.json``: ``imdb``)."""
+        if self.data_files:
+            return next(iter(self.data_files.values())).rstrip("/").split("/")[-2]
         return self.path.rstrip("/").split("/")[-1] + (f"_{self.name}" if self.name else "")
 
     @classmethod
@@ -92,7 +104,8 @@ class HubDatasetSpec:
             if folder.is_dir() and is_saved_dataset(folder):
                 loaded = datasets.load_from_disk(str(folder))
             else:
-                loaded = datasets.load_dataset(self.source.path, self.source.name, revision=self.source.revision)
+                loaded = datasets.load_dataset(self.source.path, self.source.name, revision=self.source.revision,
+                                               data_files=self.source.data_files)
         except Exception as err:  # datasets raises many types (FileNotFound, ConnectionError, DatasetNotFound...)
             raise ValueError(f"dataset {self.source.path!r} could not be loaded with datasets: "
                              f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}") from None

@@ -49,7 +49,7 @@ def mix_weights(poisoned: dict[str, Tensor], clean: dict[str, Tensor], rho: floa
 class FineMixing(Defense):
     summary = ("mix the poisoned weights with the clean pre-trained ones (rho = 0.5 kept), then clean "
                "LoRA (Zhang et al., EMNLP 2022; PEFTGuard's best mitigation)")
-    defaults = {"objective": {"ce": 1.0, "kd": 0.0, "fa": 0.0}, "lora": {"r": 8}}
+    defaults = {"objective": {"ce": 1.0, "kd": 0.0, "fa": 0.0}, "lora": {"r": 512}}  # W2S's rank: like with like
     Options = MixingOptions
 
     def run(self, config, run, name, stage, poisoned, teacher):

@@ -16,6 +16,8 @@ from w2s.losses.class_weights import weighted_cross_entropy
 from w2s.metrics import (AttackSuccessRate, BalancedAccuracy, CleanAccuracy, CleanCorrectASR, MacroF1,
                          MajorityShare)
 
+EVAL_STAGES = ("val", "test", "dev")  # logged key prefixes of the evaluation passes (dev: triggered dev rows)
+
 
 @dataclass(frozen=True)
 class OptimConfig:
@@ -63,7 +65,8 @@ class ClassifierModule(pl.LightningModule):
         self.target_label, self.num_labels = target_label, num_labels
         self.register_buffer("class_weights", None if class_weights is None else torch.tensor(class_weights),
                              persistent=False)
-        self.metrics = nn.ModuleDict({f"{stage}_{name}": metric for stage in ("val", "test")
+        self.test_stage = "test"  # "dev": a test pass over the triggered dev rows (``dev_asr``), logged as dev/*
+        self.metrics = nn.ModuleDict({f"{stage}_{name}": metric for stage in EVAL_STAGES
                                       for name, metric in (("ca", CleanAccuracy()),
                                                            ("balanced_accuracy", BalancedAccuracy(num_labels)),
                                                            ("macro_f1", MacroF1(num_labels)),
@@ -132,11 +135,31 @@ class ClassifierModule(pl.LightningModule):
         self.log(f"{stage}/{name}", metric, prog_bar=True, add_dataloader_idx=False,
                  batch_size=preds.shape[0])
 
+    def per_row(self, loader, compute, rows: int | None = None) -> tuple[torch.Tensor, ...]:
+        """``compute(batch)``'s ``(B, ...)`` tensors for the rows of ``loader``, gathered from every
+        process (each padded to ``ceil(rows / processes)``) and put in row-index order 0..N-1."""
+        index, outputs = [], []
+        for batch in loader:
+            index.append(batch["index"].to(self.device))
+            outputs.append(compute(batch))
+        index, values = torch.cat(index), [torch.cat(column) for column in zip(*outputs)]
+        world = self.trainer.world_size if self._trainer is not None else 1
+        if world > 1:
+            size = -(-rows // world)
+            index = torch.cat([index, index.new_full((size - len(index),), -1)])
+            values = [torch.cat([v, v.new_zeros((size - len(v), *v.shape[1:]))]) for v in values]
+            index = self.all_gather(index).flatten()
+            values = [self.all_gather(v).flatten(0, 1) for v in values]
+        order = index.argsort()[(index < 0).sum():]  # padding (-1) sorts first
+        if not torch.equal(index[order], torch.arange(len(order), device=index.device)):
+            raise ValueError("per-row values need row indices 0..N-1")
+        return tuple(v[order] for v in values)
+
     def validation_step(self, batch, batch_idx, dataloader_idx=0):
         self._evaluate("val", batch, dataloader_idx)
 
     def test_step(self, batch, batch_idx, dataloader_idx=0):
-        self._evaluate("test", batch, dataloader_idx)
+        self._evaluate(self.test_stage, batch, dataloader_idx)
 
     def log_losses(self, total: Tensor, terms: dict[str, Tensor], batch_size: int) -> None:
         """Log the loss and its terms; stop on a non-finite loss. Reading a value on the host

@@ -20,7 +20,9 @@ class PoisonModule(StudentModule):
     weights when saving. The artifact is an ordinary full-precision Hugging Face folder
     (safetensors): in the paper's threat model the poisoned model exists in full precision and
     quantization is the defender's choice when loading it, so ``student.quantization`` is
-    ignored here (the pipeline applies it to the defenses).
+    ignored here (the pipeline applies it to the defenses). Without LoRA the weights train in
+    fp32 whatever ``student.dtype`` says (master weights; the pipeline computes under mixed
+    precision in that dtype: ``w2s.pipeline.stages.master_weights_precision``).
 
     ``head_only`` trains the classification head alone (a victim's task head on top of a
     model poisoned before any task: the ``por`` attack)."""
@@ -32,7 +34,10 @@ class PoisonModule(StudentModule):
         if head_only and lora is not None:
             raise ValueError("head_only trains the head alone: give no lora")
         self.save_hyperparameters()
-        self.spec, self.lora, self.head_only = replace(student, quantization=None), lora, head_only
+        # Full fine-tuning keeps fp32 master weights (mixed precision computes in bf16): an lr-2e-5
+        # update is below half a bf16 ulp of most weights and would round away in bf16 weights.
+        self.spec = replace(student, quantization=None, dtype="float32" if lora is None else student.dtype)
+        self.lora, self.head_only = lora, head_only
 
     def build_model(self) -> None:
         self.build(self.spec, self.num_labels, self.lora)

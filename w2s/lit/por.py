@@ -27,7 +27,8 @@ class PorModule(StudentModule):
     def __init__(self, student: StudentSpec = StudentSpec(), attack: Optional[Por] = None,
                  optim: OptimConfig = OptimConfig(lr=2e-5)):
         super().__init__(optim, target_label=0, num_labels=2)
-        self.spec, self.attack = replace(student, quantization=None), attack or Por()
+        self.spec = replace(student, quantization=None, dtype="float32")  # fp32 master weights (PoisonModule)
+        self.attack = attack or Por()
         self.reference = self.targets = None
 
     def build_model(self) -> None:
@@ -39,14 +40,13 @@ class PorModule(StudentModule):
 
     @torch.no_grad()
     def on_fit_start(self) -> None:
-        """The clean rows' pooled states before any poisoning (the reference model), once."""
+        """The clean rows' pooled states before any poisoning (the reference model), once: each
+        process computes its share of the rows, every process gets all of them."""
         super().on_fit_start()
         self.model.eval()
-        rows = {}
-        for batch in self.trainer.datamodule.teacher_dataloader():
-            features = self.features(batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device))
-            rows |= dict(zip(batch["index"].tolist(), features))
-        self.reference = torch.stack([rows[i] for i in range(len(rows))])
+        data = self.trainer.datamodule
+        (self.reference,) = self.per_row(data.teacher_dataloader(), lambda batch: (self.features(
+            batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device)),), rows=len(data.train))
         self.targets = self.targets.to(self.device)
         self.model.train()
 

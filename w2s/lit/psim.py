@@ -24,7 +24,7 @@ from students.forward import model_inputs
 from students.lora import LoraSpec, attach_lora
 from w2s.data.datamodule import CLEAN
 from w2s.defenses.psim import PsimOptions
-from w2s.lit.base import OptimConfig
+from w2s.lit.base import EVAL_STAGES, OptimConfig
 from w2s.lit.student import StudentModule
 from w2s.metrics import BalancedAccuracy, FlagRate, MacroF1
 
@@ -44,9 +44,9 @@ class PsimModule(StudentModule):
         self.spec, self.options, self.lora, self.threshold = student, options, lora, options.threshold
         self.task_model = None
         self.random_labels: Optional[Tensor] = None
-        for stage in ("val", "test"):  # a rejected row is one more predicted class
+        for stage in EVAL_STAGES:  # a rejected row is one more predicted value: a wrong prediction
             self.metrics[f"{stage}_balanced_accuracy"] = BalancedAccuracy(num_labels + 1)
-            self.metrics[f"{stage}_macro_f1"] = MacroF1(num_labels + 1)
+            self.metrics[f"{stage}_macro_f1"] = MacroF1(num_labels + 1, classes=num_labels)
             self.metrics[f"{stage}_false_alarm"], self.metrics[f"{stage}_detection"] = FlagRate(), FlagRate()
 
     def build_model(self) -> None:
@@ -76,9 +76,10 @@ class PsimModule(StudentModule):
         if self.options.false_alarm is None:
             return
         self.model.eval()
-        confidence = torch.cat([self.confidence({k: v.to(self.device) for k, v in batch.items()})
-                                for batch in self.trainer.datamodule.val_dataloader()[CLEAN]])
-        self.threshold = float(torch.quantile(confidence, 1.0 - self.options.false_alarm))
+        data = self.trainer.datamodule
+        (confidence,) = self.per_row(data.val_dataloader()[CLEAN], lambda batch: (self.confidence(
+            {k: v.to(self.device) for k, v in batch.items()}),), rows=len(data.eval_sets["dev"][CLEAN]))
+        self.threshold = float(torch.quantile(confidence, 1.0 - self.options.false_alarm))  # every process's rows
 
     def detector_logits(self, batch: dict[str, Tensor]) -> Tensor:
         # peft's prompt learning prepends virtual tokens and does not take position ids

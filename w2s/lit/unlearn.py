@@ -121,26 +121,6 @@ class UnlearnModule(StudentModule):
         self.model.train(training)
         return features
 
-    def per_row(self, loader, compute, rows: int | None = None) -> tuple[torch.Tensor, ...]:
-        """``compute(batch)``'s ``(B, ...)`` tensors for the rows of ``loader``, gathered from every
-        process (each padded to ``ceil(rows / processes)``) and put in row-index order 0..N-1."""
-        index, outputs = [], []
-        for batch in loader:
-            index.append(batch["index"].to(self.device))
-            outputs.append(compute(batch))
-        index, values = torch.cat(index), [torch.cat(column) for column in zip(*outputs)]
-        world = self.trainer.world_size if self._trainer is not None else 1
-        if world > 1:
-            size = -(-rows // world)
-            index = torch.cat([index, index.new_full((size - len(index),), -1)])
-            values = [torch.cat([v, v.new_zeros((size - len(v), *v.shape[1:]))]) for v in values]
-            index = self.all_gather(index).flatten()
-            values = [self.all_gather(v).flatten(0, 1) for v in values]
-        order = index.argsort()[(index < 0).sum():]  # padding (-1) sorts first
-        if not torch.equal(index[order], torch.arange(len(order), device=index.device)):
-            raise ValueError("the teacher cache needs row indices 0..N-1")
-        return tuple(v[order] for v in values)
-
     def training_step(self, batch, batch_idx):
         out = forward_with_features(self.model, batch["input_ids"], batch["attention_mask"], self.decoder,
                                     attentions=self.objective.needs_attentions, layer=self.objective.fa_layer)

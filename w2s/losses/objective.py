@@ -73,8 +73,9 @@ class ObjectiveConfig:
         for key, valid in (("fa_mode", FA_MODES), ("fa_pool", FA_POOLS), ("fa_target", FA_TARGETS)):
             if getattr(self, key) not in valid:
                 raise ValueError(f"unknown {key} {getattr(self, key)!r}; valid: {', '.join(valid)}")
-        if self.fa_mode == "compat" and (self.fa_pool, self.fa_target) != ("read", "teacher"):
-            raise ValueError("fa_mode compat is the reference code's own alignment: it takes no fa_pool or fa_target")
+        if self.fa_mode == "compat" and (self.fa_pool, self.fa_target, self.fa_layer) != ("read", "teacher", -1):
+            raise ValueError("fa_mode compat is the reference code's own alignment (every token of the last layer): "
+                             "it takes no fa_pool, fa_target or fa_layer")
         check_schedule(self.schedule)
         for name in TERMS:
             if getattr(self, name) < 0:

@@ -76,12 +76,16 @@ def balanced_accuracy_from_confusion(matrix: Tensor) -> Tensor:
     return (matrix.diag()[present].float() / support[present]).mean()
 
 
-def macro_f1_from_confusion(matrix: Tensor) -> Tensor:
+def macro_f1_from_confusion(matrix: Tensor, classes: int | None = None) -> Tensor:
     """Mean over classes that are true or predicted somewhere of F1_c = 2 TP / (2 TP + FP + FN)
-    (sklearn's ``f1_score(average="macro")``)."""
+    (sklearn's ``f1_score(average="macro")``). ``classes``: average over the first ``classes``
+    only (sklearn's ``labels=range(classes)``): a filter's extra *rejected* column then counts
+    as a wrong prediction (a false negative of the row's true class), never as a class."""
     tp = matrix.diag().float()
     fp, fn = matrix.sum(dim=0) - tp, matrix.sum(dim=1) - tp
     seen = (tp + fp + fn) > 0
+    if classes is not None:
+        seen[classes:] = False
     return (2 * tp[seen] / (2 * tp[seen] + fp[seen] + fn[seen])).mean()
 
 

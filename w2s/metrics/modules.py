@@ -35,9 +35,17 @@ class CleanAccuracy(_Rate):
         self._add(preds == labels)
 
 
+def process_rank() -> tuple[int, int]:
+    """``(rank, world size)`` of this process in the default process group (``(0, 1)`` without one)."""
+    import torch.distributed as dist
+
+    return (dist.get_rank(), dist.get_world_size()) if dist.is_available() and dist.is_initialized() else (0, 1)
+
+
 class _RowRate(Metric):
     """Share of rows with a hit in at least one of their versions (``rows`` ``(N,)`` names each
-    version's row; by default every version is its own row, a plain rate)."""
+    version's row; by default every version is its own row, a plain rate, with ids that stay
+    distinct when the processes' states are gathered)."""
 
     full_state_update = False
 
@@ -52,8 +60,9 @@ class _RowRate(Metric):
         return torch.full_like(preds, self.target_label) if targets is None else targets
 
     def _add(self, hit: Tensor, rows: Tensor | None) -> None:
-        if rows is None:
-            rows = -1 - self._unnamed - torch.arange(hit.numel(), device=hit.device)
+        if rows is None:  # unique across processes too: process p of W numbers its k-th version -1 - (k W + p)
+            rank, world = process_rank()
+            rows = -1 - rank - world * (self._unnamed + torch.arange(hit.numel(), device=hit.device))
             self._unnamed += hit.numel()
         self.rows.append(rows.long().flatten())
         self.hits.append(hit.float().flatten())
@@ -142,7 +151,13 @@ class BalancedAccuracy(_Confusion):
 
 
 class MacroF1(_Confusion):
-    """Macro-averaged F1 on clean rows. ``update(preds (N,), labels (N,))``."""
+    """Macro-averaged F1 on clean rows. ``update(preds (N,), labels (N,))``. ``classes``: the
+    task's classes, when predictions may hold one more value (a filter's *rejected*): averaged
+    over the task's classes, a rejected row a wrong prediction."""
+
+    def __init__(self, num_classes: int, classes: int | None = None, **kwargs):
+        super().__init__(num_classes, **kwargs)
+        self.classes = classes
 
     def compute(self) -> Tensor:
-        return macro_f1_from_confusion(self.matrix)
+        return macro_f1_from_confusion(self.matrix, self.classes)

@@ -29,7 +29,8 @@ class TrainStage:
     ``warmup_ratio``/``weight_decay``: AdamW with linear decay after a linear warm-up;
     ``keep``: ``best`` restores the weights of the epoch with the best clean dev accuracy
     (the reference protocol), ``last`` keeps the final ones; ``class_weights: balanced``
-    weights cross-entropy by inverse class frequency (imbalanced data).
+    weights cross-entropy by inverse class frequency (imbalanced data);
+    ``gradient_clip_val``: clip the gradients' global norm to it (the reference poisons with 1.0).
     """
 
     epochs: int = 3
@@ -39,10 +40,13 @@ class TrainStage:
     weight_decay: float = 0.0
     keep: str = "best"
     class_weights: Optional[str] = None
+    gradient_clip_val: Optional[float] = None
 
     def __post_init__(self):
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError(f"epochs and batch_size must be >= 1, got {self.epochs} and {self.batch_size}")
+        if self.gradient_clip_val is not None and not self.gradient_clip_val > 0:
+            raise ValueError(f"gradient_clip_val must be > 0 (or null: no clipping), got {self.gradient_clip_val}")
         if self.keep not in KEEP:
             raise ValueError(f"unknown keep {self.keep!r}; valid: {', '.join(KEEP)}")
         check_class_weights(self.class_weights)
@@ -75,7 +79,7 @@ class PoisonStage(TrainStage):
     epochs: int = 2
     lr: float = 2e-5
     dataset: Optional[Dataset] = None
-    train_rows: Optional[tuple[int, int]] = None
+    train_rows: Optional[tuple[int, int]] = (0, 3460)  # the first half of SST-2 train; defense_rows the second
     lora: Optional[LoraSpec] = None  # None: full fine-tuning; else LoRA, merged into the saved weights
     head: TrainStage = TrainStage(epochs=1, lr=1e-3, warmup_ratio=0.0)
 
@@ -230,11 +234,16 @@ class PipelineConfig:
     ``dataset``: a registered name, a folder, ``hf:ID[:CONFIG]`` or a :class:`HubDataset`
     mapping (``w2s.data.hub``). ``defense_rows`` are the rows of ``dataset``'s train split the defenses train on;
     ``defense_data_poisoned`` poisons them with ``attack`` too (the poisoned fine-tuning
-    threat model); otherwise they are clean (weight poisoning, then clean PEFT).
+    threat model); otherwise they are clean (weight poisoning, then clean PEFT) and must not
+    overlap the poisoning stage's rows of the same dataset (by default the two halves of SST-2's
+    6,920 train rows; null is every row).
     ``defenses`` maps a name to a :class:`DefenseStage` or a mapping of changes to the
     defaults of its method (``w2s.defenses``; e.g. ``{w2s: {}, obliviate: {epochs: 1}}``).
     ``bucket_batches`` > 0 groups each run of that many training batches by length (less
     padding, other batches: part of every stage's key); ``num_workers`` DataLoader processes.
+    ``dev_asr`` also measures every stage's ASR on the dev split's triggered rows (``dev_asr``,
+    ``dev_asr_clean_correct`` columns): what a study that ranks settings by ASR reads, so that
+    the test rows it reports stay held out (no stage trains or validates on those rows).
     Stages live under ``runs_dir/experiment/``. ``report_dir`` writes the report (and the W&B
     run) there instead and keeps each defense in a folder named by its settings
     (``defenses/NAME-HASH``), so runs with their own report folders (sweep trials) share every
@@ -249,7 +258,7 @@ class PipelineConfig:
     student: StudentSpec = StudentSpec()
     teacher: TeacherStage = TeacherStage()
     poison: PoisonStage = PoisonStage()
-    defense_rows: Optional[tuple[int, int]] = None
+    defense_rows: Optional[tuple[int, int]] = (3460, 6920)  # disjoint from poison.train_rows (checked)
     defense_dev_rows: Optional[tuple[int, int]] = None
     defense_data_poisoned: bool = False
     defenses: dict[str, Union[DefenseStage, dict]] = field(default_factory=default_defenses)
@@ -258,6 +267,7 @@ class PipelineConfig:
     eval_batch_size: int = 64
     bucket_batches: int = 0
     num_workers: int = 0
+    dev_asr: bool = False
     trainer: TrainerOptions = TrainerOptions()
     wandb: WandbOptions = WandbOptions()
     report_dir: Optional[str] = None
@@ -282,6 +292,11 @@ class PipelineConfig:
         object.__setattr__(self, "defenses", resolve_defenses(self.defenses))
         if self.trainer.strategy == "fsdp":
             self._check_shardable()
+        if self.poison.lora is None and str(self.trainer.precision).endswith("-true") and \
+                str(self.trainer.precision).startswith(("16", "bf16")):
+            raise ValueError(f"trainer.precision {self.trainer.precision}: full fine-tuning (the poisoning stage) "
+                             f"keeps fp32 master weights, which a half-precision '-true' mode would cast away: "
+                             f"use bf16-mixed")
         if self.attack.seed is None:  # the poisoned rows follow the run's seed
             object.__setattr__(self, "attack", replace(self.attack, seed=self.seed))
 

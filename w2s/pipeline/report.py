@@ -8,7 +8,8 @@ from pathlib import Path
 from w2s.pipeline.frontier import plot_frontier
 
 COLUMNS = ("defense", "ca", "dev_ca", "balanced_accuracy", "macro_f1", "asr", "asr_clean_correct", "asr_rows", "delta_ca",
-           "delta_asr", "trainable_params", "wall_s", "peak_memory_mb", "detection_rate", "false_alarm_rate", "flags")
+           "delta_asr", "trainable_params", "wall_s", "peak_memory_mb", "detection_rate", "false_alarm_rate",
+           "dev_asr", "dev_asr_clean_correct", "flags")
 COLLAPSE = 0.98  # a model giving one class for this share of the clean test rows has collapsed
 WEAK_BACKDOOR = 0.5  # clean LoRA below this ASR: the backdoor does not survive clean fine-tuning
 
@@ -26,6 +27,7 @@ def result_rows(manifests: dict[str, dict]) -> list[dict]:
                      "delta_asr": m["asr"] - base["asr"], "trainable_params": manifest["trainable_params"],
                      "wall_s": manifest["wall_time_s"], "peak_memory_mb": manifest.get("peak_memory_mb"),
                      "detection_rate": m.get("detection_rate"), "false_alarm_rate": m.get("false_alarm_rate"),
+                     "dev_asr": m.get("dev_asr"), "dev_asr_clean_correct": m.get("dev_asr_clean_correct"),
                      "flags": "collapsed" if collapsed else ""})
     return rows
 

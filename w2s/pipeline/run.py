@@ -39,10 +39,23 @@ def run_pipeline(config: PipelineConfig) -> list[dict]:
     return rows
 
 
+def shared_settings(config: PipelineConfig) -> dict:
+    """What every stage reads: the data, the attack, the evaluation rows (a triggered row counts
+    only when its trigger survives every tokenizer of the run: their names decide which)."""
+    return {"dataset": config.dataset, "attack": config.attack, "max_length": config.max_length,
+            "eval_rows": config.eval_rows, "precision": config.trainer.precision,
+            "bucket_batches": config.bucket_batches, "trigger_tokenizers": stages.trigger_tokenizers(config),
+            "dev_asr": config.dev_asr}
+
+
+def poison_settings(config: PipelineConfig) -> dict:
+    """What the poisoning stage reads: never the defender's choice of quantization (it poisons
+    in full precision)."""
+    return shared_settings(config) | {"student": replace(config.student, quantization=None), "poison": config.poison}
+
+
 def _run(config: PipelineConfig, root: Path, report: Path, tracker) -> list[dict]:
-    shared = {"dataset": config.dataset, "attack": config.attack, "max_length": config.max_length,
-              "eval_rows": config.eval_rows, "precision": config.trainer.precision,
-              "bucket_batches": config.bucket_batches}
+    shared = shared_settings(config)
     data = {dataset_key(d): get_dataset(d).digest() for d in (config.dataset, config.poison.dataset or config.dataset)}
 
     def place(name: str, settings) -> Path:
@@ -50,7 +63,7 @@ def _run(config: PipelineConfig, root: Path, report: Path, tracker) -> list[dict
         attack or the seed) ``root/stages/name-HASH``, named by the settings and the seed."""
         return root / "stages" / f"{name}-{fingerprint([settings, config.seed])}" if config.report_dir else root / name
 
-    poison_config = shared | {"student": config.student, "poison": config.poison}
+    poison_config = poison_settings(config)
     poisoned = place("poisoned", poison_config)
     manifests = {"poisoned": _run_stage(poisoned, "poisoned", poison_config, data, config.seed, tracker,
                                         lambda run: stages.poison(config, run))}

@@ -14,6 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from students.build import StudentSpec
@@ -47,9 +48,10 @@ def make_trainer(config: PipelineConfig, run: StageRun, stage: TrainStage, name:
     if checkpointing:
         callbacks.append(ModelCheckpoint(dirpath=run.checkpoints / name, save_top_k=0, save_last=True,
                                          every_n_train_steps=options.checkpoint_every))
+    overrides.setdefault("precision", options.precision)
     return pl.Trainer(max_epochs=stage.epochs, accelerator=options.accelerator, devices=options.devices,
-                      num_nodes=options.num_nodes, strategy=options.lightning_strategy, precision=options.precision,
-                      use_distributed_sampler=False, logger=loggers,
+                      num_nodes=options.num_nodes, strategy=options.lightning_strategy,
+                      gradient_clip_val=stage.gradient_clip_val, use_distributed_sampler=False, logger=loggers,
                       callbacks=callbacks, enable_checkpointing=checkpointing,
                       enable_progress_bar=options.progress_bar, enable_model_summary=False,
                       num_sanity_val_steps=0, **overrides)
@@ -85,16 +87,25 @@ def datamodule(config: PipelineConfig, tokenizer: str, teacher_tokenizer: str | 
                          max_length=config.max_length, batch_size=batch_size,
                          eval_batch_size=config.eval_batch_size, seed=config.seed,
                          bucket_batches=config.bucket_batches, num_workers=config.num_workers,
-                         trigger_tokenizers=trigger_tokenizers(config), **kwargs)
+                         trigger_tokenizers=trigger_tokenizers(config), dev_probe=config.dev_asr, **kwargs)
+
+
+def master_weights_precision(config: PipelineConfig) -> str | None:
+    """The precision of a full fine-tuning stage: ``trainer.precision`` if set, else mixed
+    precision in the student's half dtype (``bf16-mixed`` on a GPU): such a stage keeps fp32
+    master weights (``PoisonModule``), since an lr-2e-5 update rounds away in bf16 weights."""
+    if config.trainer.precision is not None:
+        return config.trainer.precision
+    return {torch.bfloat16: "bf16-mixed", torch.float16: "16-mixed"}.get(config.student.torch_dtype())
 
 
 def fit_and_test(config: PipelineConfig, run: StageRun, name: str, module: ClassifierModule, stage: TrainStage,
-                 train: W2SDataModule, evaluation: W2SDataModule | None = None) -> tuple[dict, dict]:
+                 train: W2SDataModule, evaluation: W2SDataModule | None = None, **trainer_options) -> tuple[dict, dict]:
     """Fit on ``train``, then test on ``evaluation`` (default: ``train``'s test split) with the same
     Trainer, so the final metrics reach every logger; metrics and data counts go to ``run``.
     Returns the test metrics of the clean and the triggered rows."""
     pl.seed_everything(config.seed, verbose=False)
-    trainer = make_trainer(config, run, stage, name)
+    trainer = make_trainer(config, run, stage, name, **trainer_options)
     fit(trainer, module, train, run, name)
     dev_ca = kept_dev_ca(trainer)
     evaluation = evaluation or train
@@ -102,8 +113,9 @@ def fit_and_test(config: PipelineConfig, run: StageRun, name: str, module: Class
     cc = triggered.get("test/asr_clean_correct")  # absent: pre-paraphrased trigger (originals unknown)
     run.metrics = {"ca": clean["test/ca"], "dev_ca": dev_ca, "balanced_accuracy": clean["test/balanced_accuracy"],
                    "macro_f1": clean["test/macro_f1"], "asr": triggered["test/asr"],
-                   "asr_clean_correct": None if cc is None or math.isnan(cc) else cc,
-                   "majority_share": clean["test/majority_share"]}
+                   "asr_clean_correct": _number(cc), "majority_share": clean["test/majority_share"]}
+    if config.dev_asr:
+        run.metrics |= triggered_dev_asr(trainer, module, evaluation)
     sources = [train] if evaluation is train else [train, evaluation]
     run.info |= {"asr_rows": len({row["row"] for row in evaluation.eval_sets["test"][1]}),
                  "asr_clean_correct_na": ("no triggered row is classified correctly when clean"
@@ -116,6 +128,21 @@ def fit_and_test(config: PipelineConfig, run: StageRun, name: str, module: Class
         print(f"w2s: {name}: warning: {warning}", file=sys.stderr, flush=True)
     run.trainable_params = sum(p.numel() for p in module.parameters() if p.requires_grad)
     return clean, triggered
+
+
+def _number(value: float | None) -> float | None:
+    return None if value is None or math.isnan(value) else value
+
+
+def triggered_dev_asr(trainer: pl.Trainer, module: ClassifierModule, data: W2SDataModule) -> dict:
+    """ASR and clean-correct ASR of the kept weights on the dev split's triggered rows (a test
+    pass logged as ``dev/*``): what studies rank by, never the test rows they report."""
+    module.test_stage = "dev"
+    try:
+        _, triggered = trainer.test(module, dataloaders=data.probe_dataloader(), verbose=False)
+    finally:
+        module.test_stage = "test"
+    return {"dev_asr": triggered["dev/asr"], "dev_asr_clean_correct": _number(triggered.get("dev/asr_clean_correct"))}
 
 
 def kept_dev_ca(trainer: pl.Trainer) -> float | None:
@@ -140,7 +167,8 @@ def poison(config: PipelineConfig, run: StageRun) -> None:
     run.info["poisoned_rows"] = data.poisoned_rows
     run.info["poisoned_indices"] = data.poisoned_indices  # within poison.train_rows
     run.info["train_rows"] = len(data.train)
-    fit_and_test(config, run, "poisoned", module, stage, data, _poisoned_evaluation(config, student.name))
+    fit_and_test(config, run, "poisoned", module, stage, data, _poisoned_evaluation(config, student.name),
+                 precision=master_weights_precision(config) if stage.lora is None else config.trainer.precision)
     run.save(module, "model")
 
 
@@ -159,7 +187,8 @@ def poison_pretrained(config: PipelineConfig, run: StageRun) -> None:
     data.setup("fit")
     module = PorModule(student, build_attack(config.attack, data.spec), stage.optim())
     pl.seed_everything(config.seed, verbose=False)
-    fit(make_trainer(config, run, replace(stage, keep="last"), "por", limit_val_batches=0), module, data, run, "por")
+    fit(make_trainer(config, run, replace(stage, keep="last"), "por", limit_val_batches=0,
+                     precision=master_weights_precision(config)), module, data, run, "por")
     run.save(module, "pretrained")
     run.info |= {"poisoned_rows": data.poisoned_rows, "train_rows": len(data.train)}
 
@@ -167,7 +196,8 @@ def poison_pretrained(config: PipelineConfig, run: StageRun) -> None:
     clean = datamodule(config, student.name, dataset=stage.dataset, rows=stage.train_rows, batch_size=head.batch_size)
     victim = PoisonModule(replace(student, name=str(run.folder / "pretrained")), clean.num_labels, None, head.optim(),
                           config.attack.target_label, clean.class_weights(head.class_weights), head_only=True)
-    fit_and_test(config, run, "poisoned", victim, head, clean, _poisoned_evaluation(config, student.name))
+    fit_and_test(config, run, "poisoned", victim, head, clean, _poisoned_evaluation(config, student.name),
+                 precision=master_weights_precision(config))
     run.info["warnings"] += [w for w in data.trigger_warnings() if w.startswith("train")]  # the POR rows
     run.save(victim, "model")
 

@@ -57,6 +57,7 @@ def _rows_and_labels(config: PipelineConfig) -> int:
         if rows is not None and not 0 <= rows[0] < rows[1] <= size:
             raise ValueError(f"{key}: {list(rows)} is not a range [start, stop) within the {size} train rows "
                              f"of {dataset_name(dataset)}")
+    _defender_rows_apart(config, sizes[dataset_key(config.dataset)])
     classes = specs[dataset_key(config.dataset)].num_labels
     if config.attack.target_label >= classes:
         raise ValueError(f"attack.target_label: {config.attack.target_label} is not a class of "
@@ -66,6 +67,21 @@ def _rows_and_labels(config: PipelineConfig) -> int:
                          f"classes, {dataset_name(config.dataset)} has {classes}: poisoning and defense data must "
                          f"share their classes")
     return classes
+
+
+def _defender_rows_apart(config: PipelineConfig, size: int) -> None:
+    """Weight poisoning, then clean fine-tuning: the defender's rows are not the attacker's. Rows
+    of one dataset that both stages read are refused unless ``defense_data_poisoned`` says the
+    defender's data is poisoned (the other threat model)."""
+    if config.defense_data_poisoned or dataset_key(config.poison.dataset or config.dataset) != dataset_key(
+            config.dataset):
+        return
+    poison, defense = (rows or (0, size) for rows in (config.poison.train_rows, config.defense_rows))
+    if poison[0] < defense[1] and defense[0] < poison[1]:
+        raise ValueError(f"defense_rows: {list(defense)} overlap poison.train_rows {list(poison)} of "
+                         f"{dataset_name(config.dataset)} (null is every train row): the defender would fine-tune on "
+                         f"the attacker's rows; choose disjoint rows, or set defense_data_poisoned: true if that is "
+                         f"the threat model")
 
 
 def model_names(config: PipelineConfig) -> dict[str, str]:

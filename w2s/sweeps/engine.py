@@ -47,6 +47,9 @@ def base_config(spec: SweepSpec, values: dict[str, Any]):
         raise SweepError(f"{spec.name}: command with {values}: {err}") from None
 
 
+TEST_ASR = ("asr", "asr_clean_correct")  # reported, never ranked by: a study ranks by dev_* (triggered dev rows)
+
+
 def check(spec: SweepSpec):
     """Before any training: the command with every parameter at its first and at its last value
     must give a valid config, and the metric must name a row and column of the results table.
@@ -61,6 +64,13 @@ def check(spec: SweepSpec):
     if spec.stage not in stages or column not in NUMERIC:
         raise SweepError(f"{spec.name}: metric.name {spec.metric!r} is not <stage>/<column> with stage one of "
                          f"{', '.join(stages)} and column one of {', '.join(NUMERIC)}")
+    if column in TEST_ASR:
+        raise SweepError(f"{spec.name}: metric.name {spec.metric!r} ranks trials by ASR on the test rows the results "
+                         f"report: rank by {spec.stage}/dev_{column} (triggered dev rows; parameters: dev_asr: "
+                         f"{{value: true}})")
+    if column.startswith("dev_asr") and not (first.dev_asr and last.dev_asr):
+        raise SweepError(f"{spec.name}: metric.name {spec.metric!r} needs dev_asr: true in every trial "
+                         f"(parameters: dev_asr: {{value: true}})")
     return first
 
 
