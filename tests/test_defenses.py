@@ -63,6 +63,8 @@ def test_entries_change_their_methods_defaults():
     both = resolve_defense("both", {"method": "w2s+obliviate", "objective": {"fa": 3.0}})
     assert (both.objective.kd, both.objective.fa, both.objective.amp, both.lora.r) == (1.0, 3.0, 3e-3, 512)
     assert resolve_defense("fine-mixing", {}).options == {"rho": 0.5, "seed": 0}
+    # the baselines at W2S's rank by default: a config without `defenses:` compares like with like
+    assert {resolve_defense(name, {}).lora.r for name in ("lora", "fine-mixing", "w2s")} == {512}
     with pytest.raises(ValueError, match=r"defenses.fine-mixing: unknown option 'rh' for defense fine-mixing"):
         resolve_defense("fine-mixing", {"options": {"rh": 0.5}})
     with pytest.raises(ValueError, match=r"defenses.psim: .*threshold"):
@@ -133,3 +135,19 @@ def test_the_table_has_every_defense_and_the_filter_note(compared):
     assert all(f"| {name} |" in table for name in ("lora", *OBJECTIVES, "fine-mixing", "psim"))
     assert "filter (psim_low): flags 100.0% of the triggered test rows" in table and "peak mem" in table
     assert json.loads((compared / "defenses" / "obliviate" / "manifest.json").read_text())["peak_memory_mb"] > 0
+
+
+@pytest.mark.parametrize("width, expected", [(None, "hidden"), (8, 8)])
+def test_psims_prompt_encoder_width(models, width, expected):
+    """The reference's P-tuning encoder is 128 wide (``encoder_hidden_size``); by default the student's."""
+    from transformers import AutoConfig
+
+    from students import StudentSpec
+    from w2s.defenses.psim import PsimOptions
+    from w2s.lit.psim import PsimModule
+
+    module = PsimModule(StudentSpec(models["llama"]), num_labels=4, options=PsimOptions(encoder_hidden_size=width))
+    module.configure_model()
+    encoder = module.model.prompt_encoder["default"].mlp_head[0]
+    hidden = AutoConfig.from_pretrained(models["llama"]).hidden_size
+    assert encoder.out_features == (hidden if expected == "hidden" else expected) and hidden != 8

@@ -23,7 +23,7 @@ DEFENSES = ("defenses:\n  lora: {epochs: 2, lr: 3.0e-3, lora: {r: 4, dropout: 0}
             "  w2s: {epochs: 2, lr: 3.0e-3, lora: {r: 4, dropout: 0}, objective: {ce: 1, kd: 1, fa: 1}}\n"
             "  obliviate: {epochs: 2, lr: 3.0e-3, lora: {r: 4, dropout: 0}}\n"  # adapter norms: whole under FSDP
             "  fine-mixing: {epochs: 2, lr: 3.0e-3, lora: {r: 4, dropout: 0}}\n"
-            "  psim: {epochs: 2, lr: 3.0e-3, lora: {r: 4, dropout: 0}, options: {module: lora}}\n")
+            "  psim: {epochs: 2, lr: 3.0e-3, lora: {r: 4, dropout: 0}, options: {module: lora, false_alarm: 0.3}}\n")
 LEARN = ["--poison.train_rows", "[0, 192]", "--teacher.train_rows", "[0, 192]", "--defense_rows", "[192, 288]",
          "--poison.epochs", "3", "--teacher.epochs", "3", "--poison.lr", "3e-3", "--teacher.lr", "3e-3",
          "--eval_rows", "64", "--bucket_batches", "2"]  # length buckets: shared out like any batch
@@ -104,6 +104,8 @@ def test_pipeline_in_two_processes_matches_one(tmp_path, one_process, strategy):
         assert both["processes"] == 2 and one["processes"] == 1
         for metric in METRICS:
             assert both["metrics"][metric] == pytest.approx(one["metrics"][metric], abs=1e-6), (stage, metric)
+    psim = [load_manifest(runs / "tiny" / "defenses" / "psim")["info"]["threshold"] for runs in (one_runs, tmp_path / "two")]
+    assert psim[1] == pytest.approx(psim[0], abs=1e-6)                  # calibrated on every process's dev rows
     for weights in WEIGHTS:                                                # the same steps
         one, both = (load_file(runs / "tiny" / weights) for runs in (one_runs, tmp_path / "two"))
         assert one.keys() == both.keys() and all(torch.allclose(one[k], both[k], rtol=1e-4, atol=1e-5) for k in one)
@@ -114,6 +116,30 @@ def test_pipeline_in_two_processes_matches_one(tmp_path, one_process, strategy):
     assert not list((tmp_path / "two").rglob(".*.tmp-*"))                 # nothing half-written left
     rerun = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     assert rerun.returncode == 0 and rerun.stdout.count("up to date, reused") == len(STAGES), rerun.stderr[-2000:]
+
+
+POR = ["--attack.attack", "por", "--attack.count", "null", "--attack.poison_rate", "null", "--poison.train_rows",
+       "[0, 96]", "--poison.epochs", "2", "--poison.lr", "3e-3", "--eval_rows", "16", "--poison.head.epochs", "2"]
+POR_DEFENSES = "defenses:\n  lora: {epochs: 1, lr: 3.0e-3, lora: {r: 4, dropout: 0}}\n"
+
+
+def test_por_poisoning_in_two_processes_matches_one(tmp_path, task):
+    """POR's clean reference states come from every process's share of the rows (a process
+    alone has only its own rows: indexing all of them failed)."""
+    models = {"llama": str(tiny.make_llama(tmp_path / "llama")), "bert": str(tiny.make_bert(tmp_path / "bert"))}
+    config = write_config(tmp_path, task, defenses=POR_DEFENSES)
+    assert run(config, models, tmp_path / "one", *POR) == 0
+    env = os.environ | {"PYTHONPATH": os.getcwd(), "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"}
+    command = [sys.executable, "-m", "w2s", "pipeline", "--config", str(config), *tiny_args(models, tmp_path / "two"),
+               *POR, "--trainer.devices", "2"]
+    two = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert two.returncode == 0, two.stderr[-3000:]
+    for stage in ("poisoned", "defenses/lora"):
+        one, both = (load_manifest(runs / "tiny" / stage)["metrics"] for runs in (tmp_path / "one", tmp_path / "two"))
+        assert all(both[m] == pytest.approx(one[m], abs=1e-6) for m in ("ca", "asr")), stage
+    one, both = (load_file(runs / "tiny" / "poisoned" / "pretrained" / "model.safetensors")
+                 for runs in (tmp_path / "one", tmp_path / "two"))
+    assert all(torch.allclose(one[k], both[k], rtol=1e-4, atol=1e-5) for k in one)
 
 
 def test_fsdp_stages_killed_mid_epoch_resume_exactly(tmp_path, task):

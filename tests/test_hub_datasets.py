@@ -82,3 +82,19 @@ def test_pipeline_accepts_a_dataset_mapping(saved, models, tmp_path):
     args = tiny_args(models, tmp_path / "runs", rows=(0, 20), defense_rows=(20, 40))
     assert main(["pipeline", "--config", str(config), *args]) == 0
     assert (tmp_path / "runs" / "hub" / "results.csv").is_file()
+
+
+def test_a_references_own_split_files_read_through_the_json_builder(tmp_path):
+    """The reference's IMDB files (JSON lines of sentence/label/idx, with their own dev split) as
+    experiments/paper.yaml reads them by URL; here the same mapping on local files."""
+    folder = tmp_path / "imdb"
+    folder.mkdir()
+    sizes = {"train": 40, "dev": 8, "test": 12}
+    for split, n in sizes.items():
+        lines = [json.dumps({"sentence": f"{split} review {i}", "label": i % 2, "idx": i}) for i in range(n)]
+        (folder / f"{split}.json").write_text("\n".join(lines) + "\n")
+    source = HubDataset(path="json", data_files={s: str(folder / f"{s}.json") for s in sizes},
+                        splits={"train": "train", "dev": "dev", "test": "test"})
+    spec = get_dataset(source)
+    assert {s: len(spec.load(s)) for s in sizes} == sizes                   # its own dev split: nothing held out
+    assert spec.load("dev")[3].text == "dev review 3" and spec.num_labels == 2 and spec.name == "imdb"

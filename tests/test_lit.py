@@ -2,6 +2,7 @@
 import json
 
 import pytest
+import pytorch_lightning as pl
 import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification
@@ -126,3 +127,34 @@ def test_restore_best_keeps_the_best_clean_dev_epoch():
     best.on_fit_end(trainer, module)
     assert module.weight.item() == 2.0 and (best.best_score, best.best_epoch) == (pytest.approx(0.9), 1)
     assert set(best._state) == {"weight"}  # frozen parameters are not copied
+
+
+@pytest.mark.parametrize("lora", [None, LoraSpec(r=4)])
+def test_full_fine_tuning_keeps_fp32_master_weights(models, task, lora):
+    """A bf16 student: full fine-tuning updates fp32 weights under bf16 autocast (an lr-2e-5 step
+    would round away in bf16 weights); LoRA poisoning keeps the bf16 base frozen, its adapters fp32."""
+    seen = []
+
+    class Optimizer(pl.Callback):
+        def on_train_batch_end(self, trainer, pl_module, *args):
+            ids = {id(p) for group in trainer.optimizers[0].param_groups for p in group["params"]}
+            seen.extend(p.dtype for n, p in pl_module.named_parameters()  # peft keeps a LoRA run's head in bf16
+                        if id(p) in ids and (lora is None or "score" not in n))
+
+    module = PoisonModule(StudentSpec(models["llama"], dtype="bfloat16"), num_labels=4, lora=lora)
+    data = W2SDataModule(task, tokenizer=models["llama"], attack=PoisonConfig(**BACKDOOR), batch_size=16,
+                         train_rows=(0, 32))
+    make_trainer(1, callbacks=[Optimizer()], precision="bf16-mixed", limit_val_batches=0).fit(module, data)
+    assert set(seen) == {torch.float32}
+    frozen = {p.dtype for p in module.model.parameters() if not p.requires_grad}
+    assert frozen == (set() if lora is None else {torch.bfloat16})
+
+
+def test_full_fine_tuning_stages_default_to_mixed_precision_in_the_students_dtype():
+    from w2s.pipeline.config import PipelineConfig, TrainerOptions
+    from w2s.pipeline.stages import master_weights_precision
+
+    assert master_weights_precision(PipelineConfig(student=StudentSpec(dtype="bfloat16"))) == "bf16-mixed"
+    assert master_weights_precision(PipelineConfig(student=StudentSpec(dtype="float32"))) is None
+    chosen = PipelineConfig(student=StudentSpec(dtype="bfloat16"), trainer=TrainerOptions(precision="32-true"))
+    assert master_weights_precision(chosen) == "32-true"

@@ -115,3 +115,33 @@ def test_balanced_class_weights_and_the_weighted_loss():
     # balanced weights equalise the classes: each class's rows carry the same total weight
     per_class = torch.zeros(3).index_add_(0, labels, w[labels])
     assert per_class.tolist() == pytest.approx([2.0, 2.0, 2.0])
+
+
+def test_unnamed_rows_stay_distinct_when_processes_are_gathered(monkeypatch):
+    """Two processes give their versions without row ids; gathering their states (what
+    torchmetrics' sync does: cat) must count 4 rows, not 2 rows whose ids collided."""
+    from w2s.metrics import AttackSuccessRate
+    from w2s.metrics import modules
+
+    shares = []
+    for rank, hits in ((0, [0, 1]), (1, [1, 1])):
+        monkeypatch.setattr(modules, "process_rank", lambda rank=rank: (rank, 2))
+        metric = AttackSuccessRate(target_label=0)
+        metric.update(torch.tensor([1 - h for h in hits]))       # predicted 0 (the target) = a hit
+        shares.append(metric)
+    gathered = AttackSuccessRate(target_label=0)
+    gathered.rows = [torch.cat([r for m in shares for r in m.rows])]
+    gathered.hits = [torch.cat([h for m in shares for h in m.hits])]
+    assert gathered.compute().item() == pytest.approx(3 / 4)
+
+
+def test_a_filters_macro_f1_counts_a_rejection_as_a_wrong_answer():
+    from w2s.metrics import MacroF1
+
+    labels, preds = torch.tensor([0, 0, 1, 1]), torch.tensor([0, 2, 1, 1])   # 2: rejected
+    filtered = MacroF1(3, classes=2)
+    filtered.update(preds, labels)
+    assert filtered.compute().item() == pytest.approx((2 / 3 + 1) / 2)       # the task's two classes
+    as_a_class = MacroF1(3)                                                  # rejected as a third class
+    as_a_class.update(preds, labels)
+    assert as_a_class.compute().item() == pytest.approx((2 / 3 + 1 + 0) / 3)

@@ -43,8 +43,8 @@ def test_notebook_executes(path, tmp_path, task, models, monkeypatch):
     config = tiny_config(tmp_path, task, models)
     sweep = tmp_path / "tiny_sweep.yaml"
     sweep.write_text(yaml.safe_dump({
-        "method": "grid", "metric": {"name": "w2s/asr", "goal": "minimize"},
-        "parameters": {"defenses.w2s.objective.fa": {"values": [0.0, 1.0]}},
+        "method": "grid", "metric": {"name": "w2s/dev_asr", "goal": "minimize"},
+        "parameters": {"dev_asr": {"value": True}, "defenses.w2s.objective.fa": {"values": [0.0, 1.0]}},
         "command": ["w2s", "pipeline", "--config", str(config), "${args}"]}))
     monkeypatch.setenv("W2S_CONFIG", str(config))                  # the kernel inherits the environment
     monkeypatch.setenv("W2S_SWEEP", str(sweep))

@@ -252,3 +252,26 @@ def test_report_dir_keeps_every_stage_by_its_settings(tmp_path, task, models, ca
     assert stages == ["poisoned", "poisoned", "teacher", "teacher"]
     assert not (runs / "tiny" / "poisoned").exists()
     assert (tmp_path / "a" / "results.csv").read_text() == (tmp_path / "c" / "results.csv").read_text()
+
+
+def test_each_stage_key_holds_what_the_stage_reads(task, models):
+    """The poisoning stage poisons in full precision (the defender's quantization is not part of
+    its key), but which triggered rows count depends on every tokenizer of the run (the teachers')."""
+    from w2s.pipeline.run import poison_settings
+    from w2s.pipeline.runs import fingerprint
+
+    def key(*extra):
+        return fingerprint(poison_settings(resolved_config(["--config", str(EXPERIMENTS[0]), *extra])))
+
+    assert key("--student.quantization", "4bit") == key("--student.quantization", "null")
+    assert key("--teacher.model", models["bert"]) != key("--teacher.model", models["gpt2"])
+    assert key("--poison.gradient_clip_val", "1.0") != key()
+
+
+def test_gradient_clipping_reaches_the_trainer(tmp_path):
+    from w2s.pipeline.config import PipelineConfig, TrainStage
+    from w2s.pipeline.runs import StageRun
+    from w2s.pipeline.stages import make_trainer
+
+    trainer = make_trainer(PipelineConfig(), StageRun(tmp_path), TrainStage(gradient_clip_val=1.0), "x", precision="bf16-mixed")
+    assert trainer.gradient_clip_val == 1.0 and trainer.precision == "bf16-mixed"

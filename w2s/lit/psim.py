@@ -61,7 +61,7 @@ class PsimModule(StudentModule):
 
             self.model = get_peft_model(detector, PromptEncoderConfig(
                 task_type=TaskType.SEQ_CLS, num_virtual_tokens=self.options.virtual_tokens,
-                encoder_hidden_size=detector.config.hidden_size))
+                encoder_hidden_size=self.options.encoder_hidden_size or detector.config.hidden_size))
 
     def on_fit_start(self) -> None:
         super().on_fit_start()
