@@ -118,8 +118,8 @@ def test_pipeline_in_two_processes_matches_one(tmp_path, one_process, strategy):
     assert rerun.returncode == 0 and rerun.stdout.count("up to date, reused") == len(STAGES), rerun.stderr[-2000:]
 
 
-POR = ["--attack.attack", "por", "--attack.count", "null", "--attack.poison_rate", "null", "--poison.train_rows",
-       "[0, 96]", "--poison.epochs", "2", "--poison.lr", "3e-3", "--eval_rows", "16", "--poison.head.epochs", "2"]
+POR = ["--attack.attack", "por", "--poison.train_rows", "[0, 96]", "--defense_rows", "[96, 160]", "--poison.epochs", "2",
+       "--poison.lr", "3e-3", "--eval_rows", "16", "--poison.head.epochs", "2"]
 POR_DEFENSES = "defenses:\n  lora: {epochs: 1, lr: 3.0e-3, lora: {r: 4, dropout: 0}}\n"
 
 

@@ -14,6 +14,7 @@ from students.forward import forward_with_features
 from w2s.artifacts import atomic_folder
 from w2s.attacks.por import Por
 from w2s.lit.base import OptimConfig
+from w2s.lit.poison import HEADS
 from w2s.lit.student import StudentModule
 from w2s.losses.por import por_loss, por_targets
 
@@ -33,6 +34,8 @@ class PorModule(StudentModule):
 
     def build_model(self) -> None:
         self.build(self.spec, 2, None)
+        for name, param in self.model.named_parameters():  # no task yet: the head takes no part (DDP wants none idle)
+            param.requires_grad_(name.split(".")[0] not in HEADS)
         self.targets = por_targets(len(self.attack.triggers), self.model.config.hidden_size, self.attack.scale)
 
     def features(self, input_ids, attention_mask):
