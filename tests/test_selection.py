@@ -25,7 +25,10 @@ def test_blind_datamodule_validates_on_held_out_clean_rows_only(task, models):
     assert [row["text"] for row in blind.eval_sets["dev"][0]] == [ex.text for ex in blind.spec.load("dev")[:30]]
 
 
-def test_defenses_never_validate_on_triggered_rows(tmp_path, task, models, monkeypatch):
+@pytest.mark.parametrize("dev_asr", ["false", "true"])
+def test_defenses_never_validate_on_triggered_rows(tmp_path, task, models, monkeypatch, dev_asr):
+    """Also when every stage measures ASR on triggered dev rows (``dev_asr``: a test pass, for
+    studies that rank by ASR): the defenses still select on clean rows alone."""
     from w2s.lit.base import ClassifierModule
 
     seen = []
@@ -36,7 +39,8 @@ def test_defenses_never_validate_on_triggered_rows(tmp_path, task, models, monke
         return validate(self, batch, batch_idx, dataloader_idx)
 
     monkeypatch.setattr(ClassifierModule, "validation_step", spy)
-    assert run(write_config(tmp_path, task), models, tmp_path / "runs", "--defense_dev_rows", "[96, 140]") == 0
+    assert run(write_config(tmp_path, task), models, tmp_path / "runs", "--defense_dev_rows", "[96, 140]",
+               "--dev_asr", dev_asr) == 0
     defenses = [s for s in seen if s[0] == "UnlearnModule"]
     assert defenses and all(idx == 0 and not triggered for _, idx, triggered in defenses)
     assert any(triggered for name, _, triggered in seen if name == "PoisonModule")  # the attacker's stage may
@@ -47,6 +51,7 @@ def test_defenses_never_validate_on_triggered_rows(tmp_path, task, models, monke
         logged = [float(r["val/ca"]) for r in csv.DictReader(open(folder / "logs" / "metrics.csv")) if r.get("val/ca")]
         kept = max(logged) if manifest["config"].get("keep", "best") == "best" else logged[-1]
         assert manifest["metrics"]["dev_ca"] == pytest.approx(kept)
+        assert ("dev_asr" in manifest["metrics"]) == (dev_asr == "true")
 
 
 @pytest.mark.parametrize("rows, message", [
