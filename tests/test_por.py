@@ -92,3 +92,51 @@ def test_por_poisoning_moves_triggered_inputs_to_their_targets(models, task):
     after, clean_after = distances()
     assert after < 0.5 * before                                              # triggers move to v_k (0.25x measured)
     assert (clean_after - clean_before).pow(2).mean().item() < 0.5 * before  # ... clean rows stay near
+
+
+def test_token_loss_reads_real_tokens_other_than_the_pooled_one():
+    from w2s.losses.por import por_token_loss
+
+    hidden, mask = torch.randn(2, 4, 3), torch.tensor([[0, 1, 1, 1], [1, 1, 1, 0]])
+    read = torch.tensor([3, 2])
+    assert por_token_loss(hidden, hidden, mask, read).item() == 0.0
+    moved = hidden.clone()
+    moved[0, 0] += 5.0          # padding
+    moved[0, 3] += 5.0          # the pooled token: por_loss's business
+    assert por_token_loss(moved, hidden, mask, read).item() == 0.0
+    moved[1, 1] += 1.0          # one of the 4 counted tokens, every dim by 1
+    assert por_token_loss(moved, hidden, mask, read).item() == pytest.approx(1 / 4)
+
+
+def test_the_token_level_term_keeps_other_tokens_near_the_model_before_poisoning(models, task):
+    """BackdoorPTM's token term (``token_weight``) leaves the clean rows' token states nearer the
+    pre-trained model's than the pooled objective alone does."""
+    import pytorch_lightning as pl
+
+    from students import StudentSpec
+    from students.forward import forward_with_features
+    from tests.conftest import make_trainer
+    from w2s.data.datamodule import W2SDataModule
+    from w2s.lit import OptimConfig
+    from w2s.lit.por import PorModule
+
+    def drift(token_weight):
+        pl.seed_everything(0)
+        config = PoisonConfig(attack="por", attack_args={"token_weight": token_weight})
+        data = W2SDataModule(task, tokenizer=models["llama"], attack=config, poison_train=True, batch_size=16,
+                             train_rows=(0, 96))
+        module = PorModule(StudentSpec(models["llama"]), build_attack(config), OptimConfig(lr=3e-3))
+        make_trainer(4, limit_val_batches=0).fit(module, data)
+        module.eval()
+        before = PorModule(StudentSpec(models["llama"]), build_attack(config))
+        before.configure_model()
+        batch = next(iter(data.teacher_dataloader()))
+        with torch.no_grad():
+            now, then = (forward_with_features(m.model.eval(), batch["input_ids"], batch["attention_mask"], True).hidden
+                         for m in (module, before))
+        mask = batch["attention_mask"].bool()
+        return (now[mask] - then[mask]).pow(2).mean().item(), module
+
+    plain, _ = drift(0.0)
+    kept, module = drift(1.0)
+    assert module.frozen is not None and kept < 0.5 * plain

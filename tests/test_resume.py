@@ -90,3 +90,19 @@ def test_checkpoint_holds_only_trainable_weights_and_plain_data(tmp_path, task, 
     assert checkpoint["state_dict"] and all("lora_" in k or "score" in k for k in checkpoint["state_dict"])
     assert not {"hyper_parameters", "datamodule_hyper_parameters"} & set(checkpoint)
     assert json.dumps(sorted(checkpoint["callbacks"]))  # RestoreBest and RngState keep their state
+
+
+def test_a_killed_por_stage_resumes_with_its_reference_states(tmp_path, task, models):
+    """POR keeps clean rows near their states *before* poisoning: a resumed fit takes them from
+    its checkpoint (recomputing them from the restored, partly poisoned weights moved the
+    target, and the resumed model ended elsewhere)."""
+    config = write_config(tmp_path, task, defenses="defenses:\n  lora: {epochs: 1, lora: {r: 4}}\n")
+    por = ["--attack.attack", "por", "--poison.batch_size", "4", "--poison.epochs", "3", "--poison.lr", "3e-3",
+           "--trainer.checkpoint_every", "5"]
+    args = lambda runs: ["--config", str(config), *tiny_args(models, tmp_path / runs), *por]  # noqa: E731
+    kill_during("por", args("runs"), tmp_path)
+    assert main(["pipeline", *args("runs")]) == 0
+    assert main(["pipeline", *args("uninterrupted")]) == 0
+    resumed, whole = (load_file(tmp_path / runs / "tiny" / "poisoned" / "pretrained" / "model.safetensors")
+                      for runs in ("runs", "uninterrupted"))
+    assert resumed.keys() == whole.keys() and all(torch.equal(resumed[k], whole[k]) for k in whole)

@@ -31,3 +31,22 @@ def por_loss(clean: Tensor, reference: Tensor, triggered: Tensor, targets: Tenso
     if triggered.shape[0]:
         loss = loss + F.mse_loss(triggered.float(), targets.float())
     return loss
+
+
+def por_token_loss(hidden: Tensor, reference: Tensor, attention_mask: Tensor, read_index: Tensor) -> Tensor:
+    """BackdoorPTM's token-level term: every real token's last-layer state kept near the model's
+    before poisoning, the pooled token (the one ``por_loss`` moves) left out,
+
+        L_tok = mean over rows b and real tokens t != read_b of ||h_bt - h0_bt||^2 / H.
+
+    Args:
+        hidden: ``(B, L, H)`` states under the model being poisoned.
+        reference: ``(B, L, H)`` the same inputs under the model before poisoning (fixed).
+        attention_mask: ``(B, L)`` 1 on real tokens.
+        read_index: ``(B,)`` the position the classification head reads.
+    """
+    kept = attention_mask.bool().clone()
+    kept[torch.arange(kept.shape[0], device=kept.device), read_index] = False
+    if not kept.any():
+        return hidden.sum() * 0.0
+    return F.mse_loss(hidden[kept].float(), reference[kept].detach().float())
