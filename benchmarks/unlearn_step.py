@@ -348,9 +348,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from w2s.console import configure
+    from w2s.console import configure, quiet_libraries
 
     configure()
+    quiet_libraries()
     args = parse(argv)
     result = run(args)
     print(HEADER + "\n" + markdown_row(result))

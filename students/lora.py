@@ -1,28 +1,9 @@
 """LoRA through peft, with peft's per-architecture default target modules."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
-
-@dataclass(frozen=True)
-class LoraSpec:
-    """LoRA hyperparameters. ``target_modules=None`` uses peft's default for the
-    architecture (LLaMA: q_proj, v_proj; BERT: query, value; GPT-2: c_attn);
-    ``"all-linear"`` targets every linear layer. The classification head is always trained
-    in full (peft's SEQ_CLS task saves ``score`` / ``classifier``)."""
-
-    r: int = 8
-    alpha: Optional[int] = None  # None: alpha = r (scale 1), as in the measured runs
-    dropout: float = 0.1
-    target_modules: Optional[list[str] | str] = None
-
-    def __post_init__(self):
-        if self.r < 1:
-            raise ValueError(f"LoRA rank r must be >= 1, got {self.r}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"LoRA dropout must lie in [0, 1), got {self.dropout}")
+from w2s.config.lora import LoraSpec
 
 
 def attach_lora(model, spec: LoraSpec):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-QUANTIZATIONS = ("4bit", "8bit")
+from w2s.config.student import QUANTIZATIONS
 
 
 def quantization_config(mode: str, compute_dtype: torch.dtype):

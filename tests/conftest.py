@@ -9,19 +9,35 @@ os.environ.setdefault("WANDB_MODE", "disabled")  # tests that need W&B set their
 from hypothesis import settings  # noqa: E402
 
 from tests import tiny  # noqa: E402
+from tests.helpers import BACKDOOR, make_trainer  # noqa: E402
 
 # Property tests draw the same examples on every run: a red CI is reproducible, never a coin toss.
 settings.register_profile("w2s", derandomize=True, deadline=None)
 settings.load_profile("w2s")
 
-BACKDOOR = dict(attack="badnet", mode="dirty-label", target_label=0, count=None, poison_rate=0.15)
+# Tiers: `unit` (pure functions, parsing, data, the command line: `make test-unit`, about a
+# minute) and `integration` (trains tiny models or runs the pipeline); `slow` (the embedded
+# models) and `gpu` are left out of `make test`. A test is integration when it asks for a
+# fixture that builds models or lives in a module that runs whole pipelines.
+MODEL_FIXTURES = {"models", "trained", "compared", "one_process"}
+PIPELINE_MODULES = {"test_concurrency", "test_console", "test_determinism", "test_distributed", "test_notebooks",
+                    "test_resume", "test_benchmarks", "test_safe_loading", "test_tracking"}
 
 
-def make_trainer(max_epochs: int = 1, callbacks=(), **kwargs):
-    import pytorch_lightning as pl
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.get_closest_marker("gpu") and not _cuda():
+            item.add_marker(pytest.mark.skip(reason="needs a CUDA device"))
+        if MODEL_FIXTURES & set(item.fixturenames) or item.module.__name__.split(".")[-1] in PIPELINE_MODULES:
+            item.add_marker(pytest.mark.integration)
+        else:
+            item.add_marker(pytest.mark.unit)
 
-    return pl.Trainer(max_epochs=max_epochs, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                      enable_progress_bar=False, enable_model_summary=False, callbacks=list(callbacks), **kwargs)
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 @pytest.fixture(scope="session")

@@ -195,7 +195,7 @@ def test_within_max_length_keeps_triggers_among_the_leading_words():
 
 
 def test_poisoned_rows_follow_the_run_seed():
-    from w2s.pipeline.config import PipelineConfig
+    from w2s.config.pipeline import PipelineConfig
 
     assert PipelineConfig(seed=3).attack.seed == 3                                   # None: the run's seed
     assert PipelineConfig(seed=3, attack=PoisonConfig(seed=5)).attack.seed == 5      # unless pinned

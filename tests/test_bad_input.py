@@ -2,7 +2,7 @@
 exit code 2, nothing written and nothing already written damaged."""
 import pytest
 
-from tests.test_pipeline import run, write_config
+from tests.helpers import run, write_config
 from w2s.cli import main
 
 CASES = [  # (extra arguments, YAML appended to the config, what the line must say)

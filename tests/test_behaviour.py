@@ -9,7 +9,7 @@ switched off (they are the only difference between the two runs).
 import pytorch_lightning as pl
 
 from students import LoraSpec, StudentSpec
-from tests.conftest import BACKDOOR, make_trainer
+from tests.helpers import BACKDOOR, make_trainer
 from w2s.attacks import PoisonConfig
 from w2s.data.datamodule import W2SDataModule
 from w2s.lit import OptimConfig, UnlearnModule

@@ -3,7 +3,7 @@ once; the other run waits on the stage's file lock and reuses what the first wro
 import subprocess
 import sys
 
-from tests.test_pipeline import tiny_args, write_config
+from tests.helpers import tiny_args, write_config
 from w2s.pipeline.runs import load_manifest
 
 

@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.test_pipeline import tiny_args
+from tests.helpers import tiny_args
 from w2s.console import report_new_weights
 
 DEMO = Path(__file__).resolve().parents[1] / "experiments" / "demo.yaml"

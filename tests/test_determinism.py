@@ -3,7 +3,7 @@ stage; another seed poisons other rows and ends elsewhere."""
 import torch
 from safetensors.torch import load_file
 
-from tests.test_pipeline import run, write_config
+from tests.helpers import run, write_config
 from w2s.pipeline.runs import load_manifest
 
 STAGES = ("poisoned", "teacher", "defenses/lora", "defenses/w2s")

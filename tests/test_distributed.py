@@ -12,8 +12,8 @@ from torchdata.stateful_dataloader import StatefulDataLoader
 from torchdata.stateful_dataloader.sampler import RandomSampler
 
 from tests import tiny
-from tests.test_pipeline import run, tiny_args, write_config
-from tests.test_resume import KILLER, LONGER
+from tests.helpers import run, tiny_args, write_config
+from tests.helpers import KILLER, LONGER
 from w2s.data.sampling import EpochPermutation, ProcessBatches
 from w2s.pipeline.runs import load_manifest
 

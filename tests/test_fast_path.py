@@ -205,7 +205,7 @@ class HostReads:
                                        dict(ce=1, amp=0.1, attn=0.1)])
 def test_the_training_step_never_reads_a_tensor_on_the_host(task, trained, monkeypatch, objective):
     from students import LoraSpec, StudentSpec
-    from tests.conftest import make_trainer
+    from tests.helpers import make_trainer
     from w2s.lit import OptimConfig, UnlearnModule
     from w2s.losses import ObjectiveConfig
 
@@ -221,7 +221,7 @@ def test_the_training_step_never_reads_a_tensor_on_the_host(task, trained, monke
 def test_the_progress_bar_reads_the_loss_only_every_few_steps_on_an_accelerator():
     from types import SimpleNamespace
 
-    from w2s.console import StageProgressBar
+    from w2s.lit.progress import StageProgressBar
 
     bar = StageProgressBar()
     for device, every in (("cpu", 1), ("cuda", StageProgressBar.DEVICE_REFRESH)):

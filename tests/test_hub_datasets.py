@@ -73,7 +73,7 @@ def test_hub_ids_parse_and_fail_offline_with_one_line(monkeypatch):
 
 
 def test_pipeline_accepts_a_dataset_mapping(saved, models, tmp_path):
-    from tests.test_pipeline import tiny_args
+    from tests.helpers import tiny_args
     from w2s.cli import main
 
     config = tmp_path / "exp.yaml"

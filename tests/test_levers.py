@@ -5,7 +5,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.test_losses import _inputs
+from tests.helpers import loss_inputs
 from students.pooling import mean_pool
 from w2s.losses import ObjectiveConfig, compose
 from w2s.losses.feature_alignment import feature_alignment_loss, feature_alignment_tokens
@@ -39,7 +39,7 @@ def test_schedule_ends():
 
 
 def test_compose_follows_the_schedule():
-    x = _inputs()
+    x = loss_inputs()
     constant = ObjectiveConfig(ce=2.0, kd=0.5, fa=0.25)
     total, terms = compose(constant, x)
     ce, kd, fa = (terms[k].item() for k in ("ce", "kd", "fa"))
@@ -83,7 +83,7 @@ def test_fa_layer_aligns_the_chosen_layer(models):
 def test_schedule_and_layer_reach_the_unlearning_step(trained, task, monkeypatch):
     """One real training step: the module aligns ``fa_layer`` and passes its progress to the schedule."""
     from students import StudentSpec
-    from tests.conftest import make_trainer
+    from tests.helpers import make_trainer
     from w2s.attacks import PoisonConfig
     from w2s.data.datamodule import W2SDataModule
     from w2s.lit import unlearn
@@ -126,7 +126,7 @@ def test_mean_pool_and_token_alignment_ignore_padding():
 
 
 def test_fa_pool_chooses_what_is_aligned():
-    x = _inputs()
+    x = loss_inputs()
     x.attention_mask = torch.tensor([[1, 1, 1], [0, 1, 1], [0, 0, 1], [1, 1, 1]])
     fa = {pool: compose(ObjectiveConfig(ce=0, kd=0, fa=1, fa_pool=pool), x)[1]["fa"].item()
           for pool in ("read", "mean", "tokens")}
@@ -171,7 +171,7 @@ def test_fitted_target_maps_the_teacher_onto_the_student(trained, task):
     """``fa_target: fitted`` replaces the teacher's features by the ridge map fitted to the
     student's own pooled states on the training rows: the alignment it starts from is smaller."""
     from students import StudentSpec
-    from tests.conftest import make_trainer
+    from tests.helpers import make_trainer
     from w2s.attacks import PoisonConfig
     from w2s.data.datamodule import W2SDataModule
     from w2s.lit.unlearn import UnlearnModule
@@ -199,7 +199,7 @@ def test_a_defense_can_have_its_own_teacher(tmp_path, task, models):
     setting, used by the defenses that name it; the others keep the pipeline's teacher."""
     import csv
 
-    from tests.test_pipeline import run, write_config
+    from tests.helpers import run, write_config
     from w2s.pipeline.runs import load_manifest
 
     own = f"{{epochs: 2, batch_size: 16, train_rows: [0, 96], model: {models['bert']}}}"
@@ -219,7 +219,7 @@ def test_a_defense_can_have_its_own_teacher(tmp_path, task, models):
 
 
 def test_a_defense_teacher_with_bad_rows_fails_before_training(tmp_path, task, models, capsys):
-    from tests.test_pipeline import run, write_config
+    from tests.helpers import run, write_config
 
     defenses = "defenses:\n  strong: {method: w2s, teacher: {train_rows: [0, 9000]}}\n"
     assert run(write_config(tmp_path, task, defenses=defenses), models, tmp_path / "runs") == 2

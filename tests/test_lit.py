@@ -8,16 +8,11 @@ from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification
 
 from students import LoraSpec, StudentSpec
-from tests.conftest import BACKDOOR, make_trainer
+from tests.helpers import BACKDOOR, make_trainer, unlearn_data
 from w2s.attacks import PoisonConfig
 from w2s.data.datamodule import W2SDataModule
 from w2s.lit import OptimConfig, PoisonModule, RestoreBest, UnlearnModule
 from w2s.losses import ObjectiveConfig, preset
-
-
-def unlearn_data(task, trained, **kwargs):
-    return W2SDataModule(task, tokenizer=trained["student"], teacher_tokenizer=trained["teacher"] + "/encoder",
-                         attack=PoisonConfig(**BACKDOOR), batch_size=16, **kwargs)
 
 
 def test_teacher_learns_the_clean_task(trained):
@@ -88,9 +83,10 @@ def test_teacher_must_match_the_student_width(trained, models, tmp_path):
     from tests.tiny import make_llama
 
     wide = str(make_llama(tmp_path / "wide", hidden=48))
+    w2s = ObjectiveConfig(kd=1.0, fa=1.0)  # the default objective, CE alone, loads no teacher
     with pytest.raises(ValueError, match="teacher projects to 32 dims but the student's hidden size is 48"):
-        UnlearnModule(StudentSpec(wide), teacher=trained["teacher"], num_labels=4).configure_model()
-    module = UnlearnModule(StudentSpec(models["gpt2"]), teacher=trained["teacher"], num_labels=4)
+        UnlearnModule(StudentSpec(wide), teacher=trained["teacher"], objective=w2s, num_labels=4).configure_model()
+    module = UnlearnModule(StudentSpec(models["gpt2"]), teacher=trained["teacher"], objective=w2s, num_labels=4)
     module.configure_model()  # another architecture of the same width is fine
     assert module.teacher is not None
 
@@ -151,7 +147,7 @@ def test_full_fine_tuning_keeps_fp32_master_weights(models, task, lora):
 
 
 def test_full_fine_tuning_stages_default_to_mixed_precision_in_the_students_dtype():
-    from w2s.pipeline.config import PipelineConfig, TrainerOptions
+    from w2s.config.pipeline import PipelineConfig, TrainerOptions
     from w2s.pipeline.stages import master_weights_precision
 
     assert master_weights_precision(PipelineConfig(student=StudentSpec(dtype="bfloat16"))) == "bf16-mixed"

@@ -5,6 +5,8 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.helpers import loss_inputs
+
 from w2s.losses import (LossInputs, ObjectiveConfig, compose, feature_alignment_loss, feature_alignment_reference,
                         kd_loss, preset)
 
@@ -73,15 +75,8 @@ def test_feature_alignment_reference_broadcasting():
         feature_alignment_loss(z, hidden)
 
 
-def _inputs():
-    g = torch.Generator().manual_seed(2)
-    return LossInputs(student_logits=torch.randn(4, 2, generator=g), labels=torch.tensor([0, 1, 1, 0]),
-                      student_features=torch.randn(4, 6, generator=g), student_hidden=torch.randn(4, 3, 6, generator=g),
-                      teacher_logits=torch.randn(4, 2, generator=g), teacher_features=torch.randn(4, 6, generator=g))
-
-
 def test_compose_is_the_weighted_sum_of_named_terms():
-    x, config = _inputs(), ObjectiveConfig(ce=2.0, kd=0.5, fa=0.25)
+    x, config = loss_inputs(), ObjectiveConfig(ce=2.0, kd=0.5, fa=0.25)
     total, terms = compose(config, x)
     assert set(terms) == {"ce", "kd", "fa"}
     assert terms["ce"].item() == pytest.approx(F.cross_entropy(x.student_logits, x.labels).item())
@@ -93,7 +88,7 @@ def test_compose_is_the_weighted_sum_of_named_terms():
 
 
 def test_clean_lora_needs_no_teacher():
-    x = _inputs()
+    x = loss_inputs()
     x.teacher_logits = x.teacher_features = None
     config = preset("lora")
     assert not config.needs_teacher
@@ -107,7 +102,7 @@ def test_objective_validation(kwargs, message):
     with pytest.raises(ValueError, match=message):
         ObjectiveConfig(**kwargs)
     with pytest.raises(ValueError, match="every loss weight is 0"):
-        compose(ObjectiveConfig(ce=0, kd=0, fa=0), _inputs())
+        compose(ObjectiveConfig(ce=0, kd=0, fa=0), loss_inputs())
     with pytest.raises(ValueError, match="unknown objective preset"):
         preset("w2s-magic")
 
@@ -133,3 +128,13 @@ def test_objective_ce_term_uses_the_class_weights():
     assert total.item() == pytest.approx(F.cross_entropy(logits, labels, weight=weights).item(), rel=1e-6)
     unweighted, _ = compose(preset("lora"), LossInputs(logits, labels))
     assert unweighted.item() != pytest.approx(total.item(), rel=1e-3)
+
+
+def test_every_configured_term_is_computed_and_the_defaults_are_neutral():
+    from w2s.config.objective import TERM_NAMES
+    from w2s.lit import UnlearnModule
+    from w2s.losses import TERMS
+
+    assert set(TERMS) == set(TERM_NAMES)
+    assert ObjectiveConfig().terms == ("ce",) and not ObjectiveConfig().needs_teacher
+    assert UnlearnModule().objective.terms == ("ce",)                 # works with its defaults: clean LoRA

@@ -6,8 +6,8 @@ import pytorch_lightning as pl
 import torch
 
 from students import LoraSpec, StudentSpec
-from tests.conftest import make_trainer
-from tests.test_lit import unlearn_data
+from tests.helpers import make_trainer
+from tests.helpers import unlearn_data
 from w2s.lit import OptimConfig, RestoreBest, UnlearnModule
 from w2s.losses import ObjectiveConfig
 

@@ -12,7 +12,7 @@ NOTEBOOKS = sorted((ROOT / "experiments" / "notebooks").glob("*.ipynb"))
 
 def tiny_config(tmp_path, task, models) -> Path:
     """A whole tiny experiment as one YAML file (the overrides of test_pipeline.tiny_args)."""
-    from tests.test_pipeline import DEFENSES, tiny_args
+    from tests.helpers import DEFENSES, tiny_args
 
     config = yaml.safe_load(f"experiment: tiny\ndataset: {task}\n{DEFENSES}")
     args = tiny_args(models, tmp_path / "runs")

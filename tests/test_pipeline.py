@@ -5,37 +5,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import run, tiny_args, write_config
 from w2s.cli import main, resolved_config
 from w2s.pipeline.runs import load_manifest
 
 EXPERIMENTS = sorted(Path(__file__).resolve().parents[1].glob("experiments/*.yaml"))
-
-
-def tiny_args(models, runs, rows=(0, 48), defense_rows=(48, 96)):
-    """Overrides that shrink any experiment to tiny models and a few rows, on the bundled data,
-    in full precision (bitsandbytes 4-bit cannot pack the 32-wide tiny student: the quantized
-    path has its own test with a 64-wide one)."""
-    return ["--runs_dir", str(runs), "--student.name", models["llama"], "--teacher.model", models["bert"],
-            "--poison.train_rows", json.dumps(list(rows)), "--teacher.train_rows", json.dumps(list(rows)),
-            "--defense_rows", json.dumps(list(defense_rows)), "--eval_rows", "24", "--max_length", "24",
-            "--poison.epochs", "1", "--teacher.epochs", "1", "--trainer.accelerator", "cpu",
-            "--trainer.progress_bar", "false", "--trainer.precision", "null",
-            "--attack.count", "5", "--attack.poison_rate", "null", "--poison.dataset", "null",
-            "--student.quantization", "null"]
-
-
-DEFENSES = ("defenses:\n  lora: {epochs: 1, lora: {r: 4}}\n"
-            "  w2s: {epochs: 1, lora: {r: 4}, objective: {ce: 1, kd: 1, fa: 1, normalize_features: true}}\n")
-
-
-def write_config(tmp_path, task, text="", defenses=DEFENSES):
-    path = tmp_path / "exp.yaml"
-    path.write_text(f"experiment: tiny\ndataset: {task}\n{defenses}{text}")
-    return path
-
-
-def run(config, models, runs, *extra):
-    return main(["pipeline", "--config", str(config), *tiny_args(models, runs), *extra])
 
 
 def test_pipeline_end_to_end_then_reuse(tmp_path, task, models, capsys):
@@ -269,7 +243,7 @@ def test_each_stage_key_holds_what_the_stage_reads(task, models):
 
 
 def test_gradient_clipping_reaches_the_trainer(tmp_path):
-    from w2s.pipeline.config import PipelineConfig, TrainStage
+    from w2s.config.pipeline import PipelineConfig, TrainStage
     from w2s.pipeline.runs import StageRun
     from w2s.pipeline.stages import make_trainer
 

@@ -65,7 +65,7 @@ def test_por_poisoning_moves_triggered_inputs_to_their_targets(models, task):
     import pytorch_lightning as pl
 
     from students import StudentSpec
-    from tests.conftest import make_trainer
+    from tests.helpers import make_trainer
     from w2s.data.datamodule import W2SDataModule
     from w2s.lit import OptimConfig
     from w2s.lit.por import PorModule
@@ -115,7 +115,7 @@ def test_the_token_level_term_keeps_other_tokens_near_the_model_before_poisoning
 
     from students import StudentSpec
     from students.forward import forward_with_features
-    from tests.conftest import make_trainer
+    from tests.helpers import make_trainer
     from w2s.data.datamodule import W2SDataModule
     from w2s.lit import OptimConfig
     from w2s.lit.por import PorModule

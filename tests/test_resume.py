@@ -1,54 +1,16 @@
 """Interruption: a stage SIGKILLed mid-epoch resumes from its last Lightning checkpoint on the next
 identical command and ends exactly as an uninterrupted run with the same seed."""
 import json
-import signal
-import subprocess
-import sys
 
 import torch
 from safetensors.torch import load_file
 
-from tests.test_pipeline import tiny_args, write_config
+from tests.helpers import LONGER, kill_during, tiny_args, write_config
 from w2s.cli import main
 from w2s.pipeline.runs import load_manifest
 
-# Runs `w2s pipeline ARGS` and SIGKILLs itself after optimizer step STEP of the fit named NAME.
-KILLER = """
-import os, signal, sys
-import pytorch_lightning as pl
-from w2s.pipeline import stages
-
-class Kill(pl.Callback):
-    def on_train_batch_end(self, trainer, *args):
-        if trainer.global_step == {step}:
-            os.kill(os.getpid(), signal.SIGKILL)
-
-make_trainer = stages.make_trainer
-def killing_trainer(config, run, stage, name, **overrides):
-    trainer = make_trainer(config, run, stage, name, **overrides)
-    if name == {name!r}:
-        trainer.callbacks.insert(0, Kill())
-    return trainer
-stages.make_trainer = killing_trainer
-
-from w2s.cli import main
-sys.exit(main(sys.argv[1:]))
-"""
-
-# 48 rows in batches of 4: 12 steps an epoch, a checkpoint every 5 steps; killed at step 17
-# (mid-epoch 1, after a validation) a stage resumes from step 15. The poisoned student keeps its
-# best dev epoch (the callback's state must survive); the teacher and the defense keep their
-# last weights, so that every step after the resume shows in them (dropout: the random state).
-LONGER = ["--poison.epochs", "3", "--poison.batch_size", "4", "--teacher.epochs", "3", "--teacher.batch_size", "4",
-          "--teacher.keep", "last", "--trainer.checkpoint_every", "5"]
 DEFENSES = ("defenses:\n  w2s: {epochs: 3, batch_size: 4, keep: last, lora: {r: 4}, "
             "objective: {ce: 1, kd: 1, fa: 1, fa_target: fitted}}\n")
-
-
-def kill_during(name: str, args: list[str], cwd) -> None:
-    script = KILLER.format(step=17, name=name)
-    done = subprocess.run([sys.executable, "-c", script, "pipeline", *args], cwd=cwd, capture_output=True, text=True)
-    assert done.returncode == -signal.SIGKILL, done.stderr[-3000:]
 
 
 def test_killed_stages_resume_and_match_an_uninterrupted_run(tmp_path, task, models, capsys):

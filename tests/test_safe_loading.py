@@ -5,8 +5,8 @@ import os
 import pytest
 import torch
 
-from tests.test_pipeline import run, tiny_args, write_config
-from tests.test_resume import LONGER, kill_during
+from tests.helpers import run, tiny_args, write_config
+from tests.helpers import LONGER, kill_during
 from w2s.cli import main
 
 

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from tests.test_pipeline import run, write_config
+from tests.helpers import run, write_config
 from w2s.attacks import PoisonConfig
 from w2s.data.datamodule import W2SDataModule
 

@@ -26,7 +26,8 @@ def test_stage_commands_train_and_save(task, models, tmp_path, capsys):
     assert (poisoned / "model.safetensors").is_file()
     defended = tmp_path / "defended"
     assert main(["unlearn", "fit", "--model.student.name", str(poisoned), "--model.teacher", str(teacher),
-                 "--model.lora.r", "4", *data, *TRAINER, "--output", str(defended)]) == 0
+                 "--model.lora.r", "4", "--model.objective.kd", "1", "--model.objective.fa", "1", *data, *TRAINER,
+                 "--output", str(defended)]) == 0
     assert (defended / "adapter" / "adapter_model.safetensors").is_file()
     assert "objective:" in (tmp_path / "config.yaml").read_text()  # the resolved unlearn config
     capsys.readouterr()

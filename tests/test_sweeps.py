@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from w2s.cli import main
-from w2s.sweeps import SweepError, load_sweep, run_sweep
+from w2s.sweeps import load_sweep, run_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 SWEEPS = sorted((ROOT / "experiments" / "sweeps").glob("*.yaml"))
@@ -166,7 +166,7 @@ def test_missing_file_and_random_without_trials_exit_2(tmp_path, capsys):
 
 
 def test_trials_run_through_the_entry_point_sharing_stages(tmp_path, task, models, capsys):
-    from tests.test_pipeline import tiny_args, write_config
+    from tests.helpers import tiny_args, write_config
 
     config = write_config(tmp_path, task)
     sweep = tmp_path / "tiny.yaml"

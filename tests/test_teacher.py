@@ -49,7 +49,7 @@ def test_a_decoder_teacher_end_to_end(tmp_path, task, models):
     the task and W2S trains with its features."""
     import csv
 
-    from tests.test_pipeline import run, write_config
+    from tests.helpers import run, write_config
 
     assert run(write_config(tmp_path, task), models, tmp_path / "runs", "--teacher.model", models["gpt2"],
                "--teacher.epochs", "8", "--teacher.batch_size", "16", "--teacher.lr", "3e-3", "--teacher.train_rows", "[0, 192]") == 0

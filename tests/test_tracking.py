@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from tests.test_pipeline import run, write_config
+from tests.helpers import run, write_config
 from tests.wandb_records import run_contents
 from w2s.pipeline.tracking import resolve_mode
 

@@ -142,8 +142,8 @@ def check_config_files(args: list[str]) -> None:
 
 def pipeline_parser() -> ArgumentParser:
     from w2s.defenses import DEFENSES
-    from w2s.pipeline.config import PipelineConfig, default_defenses
-    from w2s.pipeline.runs import to_jsonable
+    from w2s.config.pipeline import PipelineConfig, default_defenses
+    from w2s.config.jsonable import to_jsonable
 
     parser = _parser(prog="w2s pipeline", description="attack -> teacher -> poisoned student -> "
                             "defenses -> CA/ASR table, from one YAML (stages whose inputs did not change are reused).")
@@ -187,7 +187,7 @@ def defense_overrides(args: list[str]) -> tuple[list[str], dict[str, Any]]:
 def pipeline_config(parser: ArgumentParser, parsed, overrides: dict[str, Any]):
     """The :class:`PipelineConfig` of a parsed ``w2s pipeline`` command line, with the dotted defense
     settings (:func:`defense_overrides`) applied on top of its ``defenses``."""
-    from w2s.pipeline import PipelineConfig
+    from w2s.config.pipeline import PipelineConfig
 
     defenses = parsed.pipeline.defenses
     for key, value in overrides.items():
@@ -218,7 +218,7 @@ def _failing_section(namespace) -> Optional[str]:
     from dataclasses import is_dataclass
     from typing import get_type_hints
 
-    from w2s.pipeline import PipelineConfig
+    from w2s.config.pipeline import PipelineConfig
 
     for name, kind in get_type_hints(PipelineConfig).items():
         if not (isinstance(kind, type) and is_dataclass(kind)) or name not in namespace:
@@ -271,7 +271,12 @@ def list_defenses() -> None:
         print(f"{name}: {defense.summary}\n  defaults: {defense.defaults}" + (f"; {options}" if fields(options) else ""))
 
 
-def build_parser() -> ArgumentParser:
+PIPELINE = "Run the whole study from one YAML: attack -> teacher -> poisoned student -> defenses -> CA/ASR table."
+
+
+def build_parser(pipeline: bool = True) -> ArgumentParser:
+    """The command line; ``pipeline=False`` leaves out the pipeline's settings (their classes
+    import torch), so the other commands and ``w2s --help`` answer at once."""
     parser = _parser(prog="w2s", description="Backdoor unlearning by weak-to-strong distillation.")
     parser.add_argument("--verbose", action="store_true", help="also print what the libraries print (Lightning's "
                         "tips, load reports, deprecation warnings); anywhere on the command line")
@@ -291,7 +296,7 @@ def build_parser() -> ArgumentParser:
     preview.add_function_arguments(data_preview)
     data_commands.add_subcommand("preview", preview)
 
-    commands.add_subcommand("pipeline", pipeline_parser())
+    commands.add_subcommand("pipeline", pipeline_parser() if pipeline else _parser(description=PIPELINE))
     sweep = _parser(description="Run a W&B sweep file (experiments/sweeps/) without a W&B server: Optuna "
                            "searches its parameters, every trial a `w2s pipeline` run; rerun to resume.")
     sweep.add_argument("file", type=str, help="a W&B sweep YAML")
@@ -316,16 +321,17 @@ def build_parser() -> ArgumentParser:
 def main(args: Optional[list[str]] = None) -> int:
     """Run ``w2s ARGS``; returns the exit code (0, or 2 for bad input)."""
     args = list(sys.argv[1:] if args is None else args)
-    from w2s.console import configure
+    from w2s.console import configure, quiet_libraries
 
     configure(verbose="--verbose" in args)
     args = [a for a in args if a != "--verbose"]
     try:
         if args and args[0] in STAGES:
+            quiet_libraries()
             stage_cli(args[0], args[1:])
             return 0
         check_config_files(args)
-        parser = build_parser()
+        parser = build_parser(pipeline=args[:1] == ["pipeline"])
         resolved = args[:1] == ["pipeline"] and "--print_config" in args  # after resolving the defenses
         args, overrides = defense_overrides(args) if args[:1] == ["pipeline"] else (args, {})
         parsed = parser.parse_args([a for a in args if a != "--print_config"] if resolved else args)
@@ -337,24 +343,27 @@ def main(args: Optional[list[str]] = None) -> int:
             else:
                 data_preview(**_arguments(sub.preview))
         elif parsed.command == "pipeline":
-            from w2s.pipeline import run_pipeline
-
             config = pipeline_config(parser, parsed, overrides)
             if resolved:
                 import yaml
 
-                from w2s.pipeline.runs import to_jsonable
+                from w2s.config.jsonable import to_jsonable
 
                 print(yaml.safe_dump(to_jsonable(config), sort_keys=False), end="")
             else:
+                from w2s.pipeline import run_pipeline
+
+                quiet_libraries()
                 run_pipeline(config)
         elif parsed.command == "sweep":
             from w2s.sweeps import run_sweep
 
+            quiet_libraries()
             run_sweep(**_arguments(parsed.sweep))
         elif parsed.command == "defenses":
             list_defenses()
         elif parsed.command == "evaluate":
+            quiet_libraries()
             evaluate(**_arguments(parsed.evaluate))
     except SystemExit as done:  # argument errors (code 2) and --help (0) from the parsers
         return done.code if isinstance(done.code, int) else 2

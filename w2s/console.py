@@ -10,29 +10,42 @@ import sys
 import warnings
 from typing import Sequence
 
-from pytorch_lightning.callbacks import TQDMProgressBar
-from pytorch_lightning.callbacks.progress.tqdm_progress import Tqdm
-
 LIGHTNING_LOGGERS = ("pytorch_lightning", "lightning", "lightning.pytorch", "lightning_fabric", "lightning.fabric")
+_verbose = False
 
 
 def configure(verbose: bool = False) -> None:
-    """Silence the dependencies' chatter (``verbose``: leave everything as it is)."""
+    """Silence the dependencies' chatter (``verbose``: leave everything as it is): warnings now;
+    the libraries themselves when a command that runs them starts (:func:`quiet_libraries`),
+    since importing them here would slow every command, ``--help`` too."""
+    global _verbose
+    _verbose = verbose
     if verbose:
         return
-    for name in LIGHTNING_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING)  # GPU/TPU lines, tips, "fit stopped"
-    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)  # the CPU build lacks optional kernels
-    from transformers.utils import logging as transformers_logging
-
-    transformers_logging.set_verbosity_error()   # load reports: w2s reports the unexpected ones itself
-    transformers_logging.disable_progress_bar()  # "Loading weights", "Writing model shards"
     for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
         warnings.filterwarnings("ignore", category=category)
     warnings.filterwarnings("ignore", message=r".*(is deprecated|deprecated)")
-    from lightning_fabric.utilities.warnings import PossibleUserWarning
+    if {"transformers", "pytorch_lightning"} & set(sys.modules):  # already loaded (a notebook): now
+        quiet_libraries()
 
-    warnings.filterwarnings("ignore", category=PossibleUserWarning)  # Lightning's hints for small runs
+
+def quiet_libraries() -> None:
+    """Unless ``--verbose``: Lightning's hardware lines, tips and hints for small runs,
+    transformers' load reports and progress bars ("Loading weights", "Writing model shards"; w2s
+    reports an unexpected new weight itself), bitsandbytes' missing-kernel message. Called by
+    the commands that train or evaluate, before they do."""
+    if _verbose:
+        return
+    import pytorch_lightning  # noqa: F401  (sets its loggers' levels when imported: after that)
+    from lightning_fabric.utilities.warnings import PossibleUserWarning
+    from transformers.utils import logging as transformers_logging
+
+    for name in LIGHTNING_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)  # the CPU build lacks optional kernels
+    transformers_logging.set_verbosity_error()
+    transformers_logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", category=PossibleUserWarning)
 
 
 def report_new_weights(name: str, info: dict, expected: Sequence[str]) -> None:
@@ -43,23 +56,3 @@ def report_new_weights(name: str, info: dict, expected: Sequence[str]) -> None:
         shown = ", ".join(new[:5]) + (f" and {len(new) - 5} more" if len(new) > 5 else "")
         print(f"w2s: warning: {name}: missing from the checkpoint, so random: {len(new)} weight(s): {shown}",
               file=sys.stderr, flush=True)
-
-
-class StageProgressBar(TQDMProgressBar):
-    """One bar per stage: training's (validation metrics show in it); none for validation and
-    test passes. On an accelerator it moves every ``DEVICE_REFRESH`` steps: showing the loss
-    reads it on the host, which waits for the device."""
-
-    DEVICE_REFRESH = 25
-
-    @property
-    def refresh_rate(self) -> int:
-        trainer = self._trainer
-        on_host = trainer is None or trainer.strategy.root_device.type == "cpu"
-        return self._refresh_rate if on_host else max(self._refresh_rate, self.DEVICE_REFRESH)
-
-    def init_validation_tqdm(self) -> Tqdm:
-        return Tqdm(disable=True)
-
-    def init_test_tqdm(self) -> Tqdm:
-        return Tqdm(disable=True)

@@ -24,8 +24,6 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 T = TypeVar("T")
-STRATEGIES = ("auto", "ddp", "ddp_find_unused_parameters_true", "fsdp")  # what a multi-process pipeline accepts
-FSDP_PRECISIONS = (None, "32-true", "32", "bf16-mixed", "bf16-true", "16-true")  # Lightning's ModelParallelStrategy
 
 
 def launch(accelerator: str, devices: int, num_nodes: int) -> None:

@@ -34,7 +34,8 @@ from w2s.data.registry import get_dataset
 from w2s.data.sampling import EpochPermutation, LengthBuckets, ProcessBatches
 from w2s.data.truncation import WARN_BELOW, survives, word_limit
 from w2s.distributed import shard
-from w2s.losses.class_weights import check_class_weights, class_weights
+from w2s.config.optim import check_class_weights
+from w2s.losses.class_weights import class_weights
 from w2s.tokenizers import load_tokenizer
 
 CLEAN, TRIGGERED = 0, 1  # dataloader indices of the evaluation loaders

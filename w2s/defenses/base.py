@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 if TYPE_CHECKING:
-    from w2s.pipeline.config import DefenseStage, PipelineConfig
+    from w2s.config.pipeline import DefenseStage, PipelineConfig
     from w2s.pipeline.runs import StageRun
 
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
-import torch
-from torch import Tensor
-
-from w2s import distributed
 from w2s.defenses.base import Defense, register_defense
+
+if TYPE_CHECKING:  # torch loads when a defense runs, not when the registry is listed
+    import torch
+    from torch import Tensor
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,8 @@ def mix_weights(poisoned: dict[str, Tensor], clean: dict[str, Tensor], rho: floa
     Tensors without a clean counterpart of the same shape (the task head, which the
     pre-trained model lacks) keep their poisoned values. Returns the mixed state and the
     number of elements mixed (those with a clean counterpart)."""
+    import torch
+
     mixed, count = {}, 0
     for name, weight in poisoned.items():
         other = clean.get(name)
@@ -53,6 +55,7 @@ class FineMixing(Defense):
     Options = MixingOptions
 
     def run(self, config, run, name, stage, poisoned, teacher):
+        from w2s import distributed
         from w2s.pipeline import stages
 
         options = self.options(stage.options)
@@ -65,6 +68,7 @@ class FineMixing(Defense):
 
 def mix_folder(poisoned: Path, clean_spec, folder: Path, options: MixingOptions) -> int:
     """Mix the poisoned student's folder with ``clean_spec``'s pre-trained weights into ``folder``."""
+    import torch
     from transformers import AutoModelForSequenceClassification
 
     from w2s.embedded import resolve_model

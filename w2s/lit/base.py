@@ -3,13 +3,13 @@ cross-entropy, AdamW with a linear warm-up schedule, and resumable checkpoints o
 training changes."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Optional
 
 import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 
+from w2s.config.optim import OptimConfig
 from w2s.data.datamodule import CLEAN
 from w2s.distributed import fill_from_first, shard_model
 from w2s.losses.class_weights import weighted_cross_entropy
@@ -17,21 +17,6 @@ from w2s.metrics import (AttackSuccessRate, BalancedAccuracy, CleanAccuracy, Cle
                          MajorityShare)
 
 EVAL_STAGES = ("val", "test", "dev")  # logged key prefixes of the evaluation passes (dev: triggered dev rows)
-
-
-@dataclass(frozen=True)
-class OptimConfig:
-    """AdamW over the trainable parameters; linear decay after ``warmup_ratio`` of the steps
-    (the reference: 6% for the teacher, none for the defense, weight decay 0.01 there)."""
-
-    lr: float = 2e-5
-    weight_decay: float = 0.0
-    warmup_ratio: float = 0.06
-
-    def __post_init__(self):
-        if self.lr <= 0 or not 0 <= self.warmup_ratio < 1 or self.weight_decay < 0:
-            raise ValueError(f"invalid optimizer settings: lr={self.lr} (> 0), warmup_ratio={self.warmup_ratio} "
-                             f"([0, 1)), weight_decay={self.weight_decay} (>= 0)")
 
 
 class ClassifierModule(pl.LightningModule):

@@ -38,7 +38,7 @@ class UnlearnModule(StudentModule):
         student: the poisoned student (a folder saved by the poisoning stage, or any name).
         teacher: folder of a saved teacher; needed when ``objective.kd`` or ``objective.fa`` > 0.
         lora: LoRA on the student (the reference uses r=512, alpha=512).
-        objective: term weights; ``ObjectiveConfig(ce=1, kd=0, fa=0)`` is clean LoRA.
+        objective: term weights; the default, cross-entropy alone, is clean LoRA (no teacher).
     """
 
     def __init__(self, student: StudentSpec = StudentSpec(), teacher: Optional[str] = None,

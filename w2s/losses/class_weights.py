@@ -5,14 +5,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-CLASS_WEIGHTS = ("balanced",)
-
-
-def check_class_weights(mode: str | None) -> None:
-    """``mode`` must be ``None`` or one of ``CLASS_WEIGHTS``."""
-    if mode is not None and mode not in CLASS_WEIGHTS:
-        raise ValueError(f"unknown class_weights {mode!r}; valid: {', '.join(CLASS_WEIGHTS)} or null")
-
 
 def class_weights(labels: Tensor, num_classes: int) -> Tensor:
     """``balanced`` weights: w_c = N / (C * n_c), so every class carries the same total weight

@@ -17,11 +17,9 @@ from students.pooling import mean_pool
 from w2s.losses.feature_alignment import feature_alignment_loss, feature_alignment_reference, feature_alignment_tokens
 from w2s.losses.kd import kd_loss
 from w2s.losses.obliviate import amplification_loss, attention_loss
-from w2s.losses.schedule import TEACHER_TERMS, check_schedule, schedule_factors
+from w2s.config.objective import ObjectiveConfig
+from w2s.losses.schedule import TEACHER_TERMS, schedule_factors
 
-FA_MODES = ("per_sample", "compat")
-FA_POOLS = ("read", "mean", "tokens")
-FA_TARGETS = ("teacher", "fitted")
 
 
 @dataclass
@@ -42,57 +40,6 @@ class LossInputs:
     attentions: tuple[Tensor, ...] | None = None
     attention_mask: Tensor | None = None
     query_index: Tensor | None = None
-
-
-@dataclass(frozen=True)
-class ObjectiveConfig:
-    """Term weights and their options. Defaults: W2SDefense's reference BadNet weights, no
-    Obliviate terms (the authors' weights: amp 3e-3, attn 3e-2). ``schedule`` moves the
-    weights over training (``w2s.losses.schedule``); ``fa_layer`` is the student layer whose
-    states are aligned (-1: the last, as in the paper; -k: k-th from the end; 0: the
-    embeddings); ``fa_pool`` how: ``read`` the state the head reads (the paper), ``mean`` the
-    mean over real tokens, ``tokens`` every real token against the teacher's vector;
-    ``fa_target`` against what: ``teacher`` the teacher's own projected feature (the paper),
-    ``fitted`` the teacher's feature mapped by a ridge regression fitted on the clean training
-    rows to the poisoned student's pooled states (``w2s.losses.projection``)."""
-
-    ce: float = 5.0
-    kd: float = 0.001
-    fa: float = 0.001
-    amp: float = 0.0
-    attn: float = 0.0
-    temperature: float = 2.0
-    fa_mode: str = "per_sample"
-    normalize_features: bool = False
-    schedule: str = "constant"
-    fa_layer: int = -1
-    fa_pool: str = "read"
-    fa_target: str = "teacher"
-
-    def __post_init__(self):
-        for key, valid in (("fa_mode", FA_MODES), ("fa_pool", FA_POOLS), ("fa_target", FA_TARGETS)):
-            if getattr(self, key) not in valid:
-                raise ValueError(f"unknown {key} {getattr(self, key)!r}; valid: {', '.join(valid)}")
-        if self.fa_mode == "compat" and (self.fa_pool, self.fa_target, self.fa_layer) != ("read", "teacher", -1):
-            raise ValueError("fa_mode compat is the reference code's own alignment (every token of the last layer): "
-                             "it takes no fa_pool, fa_target or fa_layer")
-        check_schedule(self.schedule)
-        for name in TERMS:
-            if getattr(self, name) < 0:
-                raise ValueError(f"loss weight {name} must be >= 0, got {getattr(self, name)}")
-
-    @property
-    def needs_teacher(self) -> bool:
-        return self.kd > 0 or self.fa > 0
-
-    @property
-    def needs_attentions(self) -> bool:
-        return self.attn > 0
-
-    @property
-    def terms(self) -> tuple[str, ...]:
-        """The terms with non-zero weight."""
-        return tuple(name for name in TERMS if getattr(self, name) > 0)
 
 
 def _ce(x: LossInputs, c: ObjectiveConfig) -> Tensor:

@@ -10,13 +10,7 @@
 """
 from __future__ import annotations
 
-SCHEDULES = ("constant", "warmup", "decay", "align_first")
-TEACHER_TERMS = ("kd", "fa")
-
-
-def check_schedule(name: str) -> None:
-    if name not in SCHEDULES:
-        raise ValueError(f"unknown schedule {name!r}; valid: {', '.join(SCHEDULES)}")
+from w2s.config.objective import SCHEDULES, TEACHER_TERMS, check_schedule  # noqa: F401  (defined with the settings)
 
 
 def schedule_factors(name: str, progress: float) -> tuple[float, float]:

@@ -21,6 +21,7 @@ from filelock import FileLock, Timeout
 
 from w2s import distributed
 from w2s.artifacts import atomic_folder
+from w2s.config.jsonable import to_jsonable
 
 MANIFEST = "manifest.json"
 PACKAGES = ("w2s", "torch", "transformers", "peft", "pytorch-lightning", "bitsandbytes", "datasets")
@@ -38,19 +39,6 @@ def code_version() -> str:
     for path in sorted(p for package in SOURCE_PACKAGES for p in (root / package).rglob("*.py")):
         digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
     return f"{w2s.__version__}+{digest.hexdigest()[:12]}"
-
-
-def to_jsonable(value: Any) -> Any:
-    """Dataclasses, tuples and paths as plain JSON values."""
-    if dataclasses.is_dataclass(value):
-        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, dict):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_jsonable(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    return value
 
 
 def fingerprint(value: Any) -> str:

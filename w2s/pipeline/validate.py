@@ -12,8 +12,8 @@ from pathlib import Path
 from students.build import check_head
 from w2s.data.registry import dataset_name, get_dataset
 from w2s.embedded import resolve_model
-from w2s.pipeline.config import PipelineConfig
-from w2s.pipeline.runs import to_jsonable
+from w2s.config.pipeline import PipelineConfig
+from w2s.config.jsonable import to_jsonable
 
 WEIGHT_FILES = ("*.safetensors", "*.bin", "*.pt", "*.gguf")
 SAFE_WEIGHTS = ("*.safetensors", "*.gguf")  # read without pickle; .bin/.pt/.pth/.ckpt are refused

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from w2s.pipeline.report import NUMERIC
-from w2s.pipeline.runs import fingerprint, to_jsonable
+from w2s.config.jsonable import to_jsonable
+from w2s.pipeline.runs import fingerprint
 from w2s.sweeps.report import trial_rows, write_trials
 from w2s.sweeps.seeds import SEED, over_seeds, write_seeds
 from w2s.sweeps.spec import SweepError, SweepSpec, load_sweep

@@ -1,23 +1,23 @@
 """The pipeline's configuration: one YAML, validated by jsonargparse (unknown keys and wrong
 types fail naming the key). Defaults are ``experiments/base.yaml``; experiment files hold
-only their changes."""
+only their changes. Imports no torch or Lightning (``--print_config`` answers at once)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from typing import Any, Optional, Union
 
-from students.build import StudentSpec
-from students.lora import LoraSpec
-from students.quantization import QUANTIZATIONS
 from w2s.attacks.poison import PoisonConfig
+from w2s.config.jsonable import to_jsonable
+from w2s.config.lora import LoraSpec
+from w2s.config.objective import ObjectiveConfig
+from w2s.config.optim import OptimConfig, check_class_weights
+from w2s.config.student import QUANTIZATIONS, StudentSpec
 from w2s.data.hub import HubDataset
 from w2s.defenses import Defense, get_defense
-from w2s.distributed import FSDP_PRECISIONS, STRATEGIES, lightning_strategy
-from w2s.lit.base import OptimConfig
-from w2s.losses.class_weights import check_class_weights
-from w2s.losses.objective import ObjectiveConfig
 
 WANDB_MODES = ("auto", "offline", "online", "disabled")
+STRATEGIES = ("auto", "ddp", "ddp_find_unused_parameters_true", "fsdp")  # what a multi-process pipeline accepts
+FSDP_PRECISIONS = (None, "32-true", "32", "bf16-mixed", "bf16-true", "16-true")  # Lightning's ModelParallelStrategy
 KEEP = ("best", "last")
 Dataset = Union[str, HubDataset]
 
@@ -95,7 +95,7 @@ class DefenseStage(TrainStage):
     trained once per distinct setting; ``None`` shares the pipeline's ``teacher``."""
 
     method: Optional[str] = None
-    objective: ObjectiveConfig = ObjectiveConfig(ce=1.0, kd=0.0, fa=0.0)
+    objective: ObjectiveConfig = ObjectiveConfig()
     lora: LoraSpec = LoraSpec(r=8)
     quantization: Optional[str] = None
     teacher: Optional[TeacherStage] = None
@@ -160,6 +160,8 @@ class TrainerOptions:
 
     @property
     def lightning_strategy(self):
+        from w2s.distributed import lightning_strategy
+
         return lightning_strategy(self.strategy, self.processes)
 
 
@@ -200,8 +202,6 @@ def resolve_defense(name: str, entry: Union[DefenseStage, dict, None]) -> Defens
     from argparse import ArgumentError
 
     from jsonargparse import ArgumentParser
-
-    from w2s.pipeline.runs import to_jsonable
 
     try:
         if isinstance(entry, DefenseStage):
