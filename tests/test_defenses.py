@@ -144,7 +144,7 @@ def test_psims_prompt_encoder_width(models, width, expected):
 
     from students import StudentSpec
     from w2s.defenses.psim import PsimOptions
-    from w2s.lit.psim import PsimModule
+    from w2s.defenses.psim.module import PsimModule
 
     module = PsimModule(StudentSpec(models["llama"]), num_labels=4, options=PsimOptions(encoder_hidden_size=width))
     module.configure_model()

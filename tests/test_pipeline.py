@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import run, tiny_args, write_config
-from w2s.cli import main, resolved_config
+from w2s.cli import main
+from w2s.config.load import load_config
 from w2s.pipeline.runs import load_manifest
 
 EXPERIMENTS = sorted(Path(__file__).resolve().parents[1].glob("experiments/*.yaml"))
@@ -93,7 +94,7 @@ def test_print_config_and_help(capsys):
 @pytest.mark.parametrize("config", EXPERIMENTS, ids=lambda p: p.stem)
 def test_every_experiment_config_runs_tiny(config, models, tmp_path):
     args = tiny_args(models, tmp_path / "runs")
-    own = [n for n, d in resolved_config(["--config", str(config)]).defenses.items() if d.teacher is not None]
+    own = [n for n, d in load_config(["--config", str(config)]).defenses.items() if d.teacher is not None]
     args += [f"--defenses.{name}.teacher.model={models['bert']}" for name in own]  # a defense's own teacher
     assert main(["pipeline", "--config", str(config), *args]) == 0
     rows = list(csv.DictReader(open(next((tmp_path / "runs").glob("*/results.csv")))))
@@ -235,7 +236,7 @@ def test_each_stage_key_holds_what_the_stage_reads(task, models):
     from w2s.pipeline.runs import fingerprint
 
     def key(*extra):
-        return fingerprint(poison_settings(resolved_config(["--config", str(EXPERIMENTS[0]), *extra])))
+        return fingerprint(poison_settings(load_config(["--config", str(EXPERIMENTS[0]), *extra])))
 
     assert key("--student.quantization", "4bit") == key("--student.quantization", "null")
     assert key("--teacher.model", models["bert"]) != key("--teacher.model", models["gpt2"])

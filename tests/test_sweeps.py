@@ -28,8 +28,9 @@ def write_sweep(tmp_path, parameters, method="grid", metric="w2s/dev_asr", goal=
 
 @pytest.fixture
 def fake_pipeline(monkeypatch):
-    """Replace the entry point the trials call: record each trial's arguments and write a
-    summary whose w2s/dev_asr (and w2s/asr) is a known function of the values (fa + kd / 10)."""
+    """Replace the pipeline run each trial makes (``run_trial``): record each trial's arguments
+    and write a summary whose w2s/dev_asr (and w2s/asr) is a known function of the values
+    (fa + kd / 10)."""
     calls = []
 
     def fake(args):
@@ -40,14 +41,13 @@ def fake_pipeline(monkeypatch):
         if getattr(fake, "interrupt_at", None) == len(calls):
             raise KeyboardInterrupt
         if getattr(fake, "fail_at", None) == len(calls):
-            return 2
+            raise ValueError("defenses.w2s: a bad value")
         report = Path(next(a for a in args if a.startswith("--report_dir="))[len("--report_dir="):])
         report.mkdir(parents=True)
         (report / "summary.json").write_text(json.dumps({"w2s/asr": fa + kd / 10, "w2s/dev_asr": fa + kd / 10,
                                                          "w2s/ca": 0.8}))
-        return 0
 
-    monkeypatch.setattr("w2s.cli.main", fake)
+    monkeypatch.setattr("w2s.sweeps.engine.run_trial", fake)
     fake.calls = calls
     return fake
 
@@ -127,7 +127,7 @@ def test_failed_trial_is_recorded_and_counted(tmp_path, fake_pipeline):
     fake_pipeline.fail_at = 2
     rows = run_sweep(str(sweep))
     assert [r["state"] for r in rows] == ["complete", "complete", "fail"]
-    assert rows[-1]["error"] == "the pipeline exited with code 2"
+    assert rows[-1]["error"] == "defenses.w2s: a bad value"
     run_sweep(str(sweep))                                          # finished: nothing runs again
     assert len(fake_pipeline.calls) == 3
 

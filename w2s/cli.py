@@ -9,9 +9,12 @@ import sys
 import warnings
 from argparse import ArgumentError
 from collections import Counter
-from typing import Any, Optional
+from typing import Optional
 
 from jsonargparse import ActionConfigFile, ArgumentParser
+
+from w2s.config.load import check_config_files, load_config
+from w2s.config.load import strict_parser as _parser
 
 from w2s.data.readers import FORMATS, DataError, read_examples
 
@@ -115,130 +118,6 @@ def stage_cli(stage: str, args: list[str]) -> None:
              save_config_kwargs={"overwrite": True})
 
 
-def _parser(**kwargs) -> ArgumentParser:
-    """A parser that raises ``ArgumentError`` (one line, exit 2 in :func:`main`) instead of
-    printing its usage text."""
-    return ArgumentParser(exit_on_error=False, **kwargs)
-
-
-def check_config_files(args: list[str]) -> None:
-    """Each ``--config FILE`` exists and is YAML; errors as ``FILE:LINE: problem``."""
-    import yaml
-
-    files = [args[i + 1] for i, a in enumerate(args[:-1]) if a == "--config"]
-    files += [a.split("=", 1)[1] for a in args if a.startswith("--config=")]
-    for path in files:
-        try:
-            yaml.safe_load(open(path))
-        except OSError as err:
-            raise ValueError(f"{path}: {err.strerror.lower()}") from None
-        except yaml.MarkedYAMLError as err:
-            mark = err.problem_mark or err.context_mark
-            context = f" ({err.context} at line {err.context_mark.line + 1})" if err.context and err.context_mark else ""
-            raise ValueError(f"{path}:{mark.line + 1}: {err.problem or err.context}{context}") from None
-        except yaml.YAMLError as err:
-            raise ValueError(f"{path}: not YAML ({' '.join(str(err).split())})") from None
-
-
-def pipeline_parser() -> ArgumentParser:
-    from w2s.defenses import DEFENSES
-    from w2s.config.pipeline import PipelineConfig, default_defenses
-    from w2s.config.jsonable import to_jsonable
-
-    parser = _parser(prog="w2s pipeline", description="attack -> teacher -> poisoned student -> "
-                            "defenses -> CA/ASR table, from one YAML (stages whose inputs did not change are reused).")
-    parser.add_argument("--config", action=ActionConfigFile, help="experiment YAML (see experiments/)")
-    parser.add_class_arguments(PipelineConfig, None, skip={"defenses"})
-    # each entry holds changes to its method's defaults, resolved by PipelineConfig (w2s.defenses)
-    parser.add_argument("--defenses", type=dict[str, Optional[dict[str, Any]]],
-                        default=to_jsonable(default_defenses()),
-                        help=f"name -> changes to its method's defaults; methods: {', '.join(sorted(DEFENSES))}")
-    return parser
-
-
-DEFENSE_KEY = "--defenses."
-
-
-def defense_overrides(args: list[str]) -> tuple[list[str], dict[str, Any]]:
-    """Split off flat dotted defense settings, ``--defenses.w2s.objective.fa=0.5`` (or with the
-    value as the next argument), the form W&B sweep agents pass (``${args}``); values are
-    YAML. Returns the other arguments and ``{dotted key: value}``."""
-    import yaml
-
-    rest, overrides, i = [], {}, 0
-    while i < len(args):
-        arg = args[i]
-        if arg.startswith(DEFENSE_KEY) and len(arg) > len(DEFENSE_KEY):
-            key, eq, value = arg[len(DEFENSE_KEY):].partition("=")
-            if not eq:
-                if i + 1 == len(args):
-                    raise ValueError(f"{arg}: expected a value")
-                i, value = i + 1, args[i + 1]
-            try:
-                overrides[key] = yaml.safe_load(value)
-            except yaml.YAMLError:
-                raise ValueError(f"{DEFENSE_KEY}{key}: not a YAML value: {value!r}") from None
-        else:
-            rest.append(arg)
-        i += 1
-    return rest, overrides
-
-
-def pipeline_config(parser: ArgumentParser, parsed, overrides: dict[str, Any]):
-    """The :class:`PipelineConfig` of a parsed ``w2s pipeline`` command line, with the dotted defense
-    settings (:func:`defense_overrides`) applied on top of its ``defenses``."""
-    from w2s.config.pipeline import PipelineConfig
-
-    defenses = parsed.pipeline.defenses
-    for key, value in overrides.items():
-        name, *path = key.split(".")
-        if not path:
-            defenses[name] = value
-            continue
-        entry = defenses[name] = dict(defenses.get(name) or {})
-        for part in path[:-1]:
-            entry[part] = dict(entry[part]) if isinstance(entry.get(part), dict) else {}
-            entry = entry[part]
-        entry[path[-1]] = value
-    try:
-        return PipelineConfig(**_arguments(_instantiate(parser, parsed).pipeline))
-    except (ValueError, TypeError) as err:
-        section = _failing_section(parsed.pipeline)  # the key the message names, if it names none
-        raise ValueError(f"{section + ': ' if section else ''}{' '.join(str(err).split())}") from None
-
-
-def _instantiate(parser: ArgumentParser, parsed):
-    # newer jsonargparse releases name it instantiate, older ones instantiate_classes
-    return (getattr(parser, "instantiate", None) or parser.instantiate_classes)(parsed)
-
-
-def _failing_section(namespace) -> Optional[str]:
-    """The first settings section (``teacher``, ``attack``, ...) of a parsed pipeline command
-    that fails on its own: the key an error message names."""
-    from dataclasses import is_dataclass
-    from typing import get_type_hints
-
-    from w2s.config.pipeline import PipelineConfig
-
-    for name, kind in get_type_hints(PipelineConfig).items():
-        if not (isinstance(kind, type) and is_dataclass(kind)) or name not in namespace:
-            continue
-        section = _parser()
-        section.add_class_arguments(kind, name)
-        try:
-            _instantiate(section, section.parse_object({name: namespace[name].as_dict()}))
-        except (ValueError, TypeError, ArgumentError):
-            return name
-    return None
-
-
-def resolved_config(args: list[str]):
-    """The :class:`PipelineConfig` that ``w2s pipeline ARGS`` would run (for notebooks and sweeps)."""
-    parser = build_parser()
-    args, overrides = defense_overrides(["pipeline", *args])
-    return pipeline_config(parser, parser.parse_args(args), overrides)
-
-
 def evaluate(student: str, adapter: Optional[str] = None, dataset: str = "sst2", attack: str = "badnet",
              target_label: int = 0, eval_rows: Optional[int] = None, max_length: int = 128, batch_size: int = 64,
              quantization: Optional[str] = None, seed: int = 0) -> dict[str, float]:
@@ -271,12 +150,12 @@ def list_defenses() -> None:
         print(f"{name}: {defense.summary}\n  defaults: {defense.defaults}" + (f"; {options}" if fields(options) else ""))
 
 
-PIPELINE = "Run the whole study from one YAML: attack -> teacher -> poisoned student -> defenses -> CA/ASR table."
+PIPELINE = ("attack -> teacher -> poisoned student -> defenses -> CA/ASR table, from one YAML (stages whose "
+            "inputs did not change are reused); w2s pipeline --help lists every setting.")
 
 
-def build_parser(pipeline: bool = True) -> ArgumentParser:
-    """The command line; ``pipeline=False`` leaves out the pipeline's settings (their classes
-    import torch), so the other commands and ``w2s --help`` answer at once."""
+def build_parser() -> ArgumentParser:
+    """The command line; ``pipeline`` reads its settings itself (``w2s.config.load``)."""
     parser = _parser(prog="w2s", description="Backdoor unlearning by weak-to-strong distillation.")
     parser.add_argument("--verbose", action="store_true", help="also print what the libraries print (Lightning's "
                         "tips, load reports, deprecation warnings); anywhere on the command line")
@@ -296,7 +175,7 @@ def build_parser(pipeline: bool = True) -> ArgumentParser:
     preview.add_function_arguments(data_preview)
     data_commands.add_subcommand("preview", preview)
 
-    commands.add_subcommand("pipeline", pipeline_parser() if pipeline else _parser(description=PIPELINE))
+    commands.add_subcommand("pipeline", _parser(description=PIPELINE))
     sweep = _parser(description="Run a W&B sweep file (experiments/sweeps/) without a W&B server: Optuna "
                            "searches its parameters, every trial a `w2s pipeline` run; rerun to resume.")
     sweep.add_argument("file", type=str, help="a W&B sweep YAML")
@@ -318,6 +197,24 @@ def build_parser(pipeline: bool = True) -> ArgumentParser:
     return parser
 
 
+def pipeline(args: list[str]) -> int:
+    """``w2s pipeline ARGS``: run the study, or print its resolved settings (``--print_config``)."""
+    config = load_config([a for a in args if a != "--print_config"])
+    if "--print_config" in args:
+        import yaml
+
+        from w2s.config.jsonable import to_jsonable
+
+        print(yaml.safe_dump(to_jsonable(config), sort_keys=False), end="")
+        return 0
+    from w2s.console import quiet_libraries
+    from w2s.pipeline import run_pipeline
+
+    quiet_libraries()
+    run_pipeline(config)
+    return 0
+
+
 def main(args: Optional[list[str]] = None) -> int:
     """Run ``w2s ARGS``; returns the exit code (0, or 2 for bad input)."""
     args = list(sys.argv[1:] if args is None else args)
@@ -330,11 +227,10 @@ def main(args: Optional[list[str]] = None) -> int:
             quiet_libraries()
             stage_cli(args[0], args[1:])
             return 0
+        if args[:1] == ["pipeline"]:
+            return pipeline(args[1:])
         check_config_files(args)
-        parser = build_parser(pipeline=args[:1] == ["pipeline"])
-        resolved = args[:1] == ["pipeline"] and "--print_config" in args  # after resolving the defenses
-        args, overrides = defense_overrides(args) if args[:1] == ["pipeline"] else (args, {})
-        parsed = parser.parse_args([a for a in args if a != "--print_config"] if resolved else args)
+        parsed = build_parser().parse_args(args)
         if parsed.command == "data":
             sub = parsed.data
             if sub.action == "check":
@@ -342,19 +238,6 @@ def main(args: Optional[list[str]] = None) -> int:
                 data_check(c.path, c.text_column, c.label_column, getattr(c, "format"))
             else:
                 data_preview(**_arguments(sub.preview))
-        elif parsed.command == "pipeline":
-            config = pipeline_config(parser, parsed, overrides)
-            if resolved:
-                import yaml
-
-                from w2s.config.jsonable import to_jsonable
-
-                print(yaml.safe_dump(to_jsonable(config), sort_keys=False), end="")
-            else:
-                from w2s.pipeline import run_pipeline
-
-                quiet_libraries()
-                run_pipeline(config)
         elif parsed.command == "sweep":
             from w2s.sweeps import run_sweep
 

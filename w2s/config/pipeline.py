@@ -117,7 +117,7 @@ class DefenseStage(TrainStage):
     def is_clean_lora(self) -> bool:
         """Clean LoRA (cross-entropy only): the baseline that shows whether the backdoor survives
         clean fine-tuning."""
-        return self.method == "lora" and self.objective.terms == ("ce",)
+        return self.defense.baseline and self.objective.terms == ("ce",)
 
     @property
     def defense(self) -> Defense:
@@ -292,6 +292,8 @@ class PipelineConfig:
         object.__setattr__(self, "defenses", resolve_defenses(self.defenses))
         if self.trainer.strategy == "fsdp":
             self._check_shardable()
+        for name, stage in self.defenses.items():
+            stage.defense.check(name, stage, self)
         if self.poison.lora is None and str(self.trainer.precision).endswith("-true") and \
                 str(self.trainer.precision).startswith(("16", "bf16")):
             raise ValueError(f"trainer.precision {self.trainer.precision}: full fine-tuning (the poisoning stage) "
@@ -301,17 +303,13 @@ class PipelineConfig:
             object.__setattr__(self, "attack", replace(self.attack, seed=self.seed))
 
     def _check_shardable(self) -> None:
-        """What ``trainer.strategy: fsdp`` cannot shard: a quantized student, PSIM's p-tuning module."""
+        """What ``trainer.strategy: fsdp`` cannot shard: a quantized student (a defense refuses
+        what else it cannot run in its own ``check``)."""
         quantized = [name for name, d in self.defenses.items() if d.student_quantization(self.student)]
         if quantized:
             raise ValueError(f"trainer.strategy fsdp shards full-precision weights, but {', '.join(quantized)} "
                              f"load{'s' if len(quantized) == 1 else ''} the student quantized: set student.quantization: "
                              f"null (or the defense's quantization: none)")
-        shared = [name for name, d in self.defenses.items()
-                  if d.method == "psim" and d.defense.options(d.options).module == "p-tuning"]
-        if shared:
-            raise ValueError(f"trainer.strategy fsdp cannot shard psim's p-tuning module, which shares the student's "
-                             f"embeddings ({', '.join(shared)}): set options: {{module: lora}}")
 
     def defense_teachers(self) -> dict[str, TeacherStage]:
         """The teacher stage of each defense that uses one: its own, or the pipeline's."""

@@ -2,20 +2,22 @@
 
 A defense is a name in a pipeline's ``defenses:`` block (or the ``method:`` of an entry).
 It sets its defaults (changes from ``DefenseStage``'s, as a config mapping: an entry holds
-only its own changes on top), its own options (a dataclass, set under ``options:``) and
-how it runs. The default ``run`` trains LoRA on the poisoned student with the entry's
-objective; a defense that does more overrides it. Adding a defense is one file with a
-``@register_defense`` class and one import line in ``w2s/defenses/__init__.py``.
+only its own changes on top), its own options (a dataclass, set under ``options:``), what it
+refuses in a configuration (:meth:`Defense.check`), the lines it adds under the results table
+(:meth:`Defense.notes`) and how it runs, given a :class:`StageContext` by the pipeline (a
+defense never imports the pipeline). The default ``run`` trains LoRA on the poisoned student
+with the entry's objective; a defense that does more overrides it. Adding a defense is one
+module (or package) with a ``@register_defense`` class and one import line in
+``w2s/defenses/__init__.py``.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from w2s.config.pipeline import DefenseStage, PipelineConfig
-    from w2s.pipeline.runs import StageRun
 
 
 @dataclass(frozen=True)
@@ -23,9 +25,37 @@ class NoOptions:
     """A defense without options of its own."""
 
 
+class StageContext(Protocol):
+    """What the pipeline hands a defense's :meth:`Defense.run` (``w2s.pipeline.context``).
+
+    ``config`` the whole run's settings; ``name`` the entry's name; ``poisoned`` the poisoned
+    student's folder; ``teacher`` the teacher's folder when the objective uses one; ``run`` the
+    stage's record (``metrics``, ``info``, ``folder``, ``writer``: False in the processes beside
+    process 0, which write nothing)."""
+
+    config: PipelineConfig
+    name: str
+    poisoned: Path
+    teacher: Optional[Path]
+    run: Any
+
+    def student(self, stage: DefenseStage, poisoned: Optional[Path] = None):
+        """The poisoned student (``poisoned``: another folder), loaded the way the defender chooses."""
+
+    def data(self, stage: DefenseStage, student, teacher: Optional[Path] = None):
+        """The defender's rows, validated on clean rows only; with the teacher's tokens if given."""
+
+    def fit_and_test(self, module, stage: DefenseStage, data) -> tuple[dict, dict]:
+        """Fit, then test on the experiment's test rows; metrics go to ``run``."""
+
+    def save(self, module) -> None:
+        """The trained artifact, in the stage's folder."""
+
+
 class Defense:
     name: str = ""
     summary: str = ""  # one line: what it does and where it comes from
+    baseline: bool = False  # plain fine-tuning: with cross-entropy alone it shows whether the backdoor survives
     defaults: dict[str, Any] = {}
     Options: type = NoOptions
 
@@ -38,12 +68,28 @@ class Defense:
                              f"valid: {', '.join(valid) or 'none'}")
         return self.Options(**values)
 
-    def run(self, config: PipelineConfig, run: StageRun, name: str, stage: DefenseStage, poisoned: Path,
-            teacher: Path | None) -> None:
-        """Train and evaluate this defense on the poisoned student (a folder); record into ``run``."""
-        from w2s.pipeline import stages
+    def check(self, name: str, stage: DefenseStage, config: PipelineConfig) -> None:
+        """Refuse (``ValueError``) what this defense cannot run in ``config``; nothing by default."""
 
-        stages.defense(config, run, name, stage, poisoned, teacher)
+    def notes(self, name: str, manifest: dict) -> list[str]:
+        """Lines under the results table about this defense's finished stage; none by default."""
+        return []
+
+    def run(self, context: StageContext, stage: DefenseStage) -> None:
+        """Train and evaluate this defense on the poisoned student; record into ``context.run``."""
+        self.train_lora(context, stage)
+
+    def train_lora(self, context: StageContext, stage: DefenseStage, poisoned: Optional[Path] = None) -> None:
+        """LoRA on the poisoned student (``poisoned``: another folder) with the entry's objective."""
+        from w2s.lit.unlearn import UnlearnModule
+
+        student = context.student(stage, poisoned)
+        data = context.data(stage, student, context.teacher)
+        module = UnlearnModule(student, str(context.teacher) if context.teacher else None, stage.lora, stage.objective,
+                               data.num_labels, stage.optim(), context.config.attack.target_label,
+                               data.class_weights(stage.class_weights))
+        context.fit_and_test(module, stage, data)
+        context.save(module)
 
 
 DEFENSES: dict[str, Defense] = {}

@@ -54,16 +54,15 @@ class FineMixing(Defense):
     defaults = {"objective": {"ce": 1.0, "kd": 0.0, "fa": 0.0}, "lora": {"r": 512}}  # W2S's rank: like with like
     Options = MixingOptions
 
-    def run(self, config, run, name, stage, poisoned, teacher):
+    def run(self, context, stage):
         from w2s import distributed
-        from w2s.pipeline import stages
 
         options = self.options(stage.options)
-        folder = run.folder / "mixed"
-        if run.writer:
-            run.info["mixed_elements"] = mix_folder(poisoned, config.student, folder, options)
+        folder = context.run.folder / "mixed"
+        if context.run.writer:
+            context.run.info["mixed_elements"] = mix_folder(context.poisoned, context.config.student, folder, options)
         distributed.barrier()  # every process trains on the mixed weights
-        stages.defense(config, run, name, stage, folder, teacher)
+        self.train_lora(context, stage, folder)
 
 
 def mix_folder(poisoned: Path, clean_spec, folder: Path, options: MixingOptions) -> int:

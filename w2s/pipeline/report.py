@@ -5,6 +5,7 @@ import csv
 import json
 from pathlib import Path
 
+from w2s.defenses import get_defense
 from w2s.pipeline.frontier import plot_frontier
 
 COLUMNS = ("defense", "ca", "dev_ca", "balanced_accuracy", "macro_f1", "asr", "asr_clean_correct", "asr_rows", "delta_ca",
@@ -43,7 +44,8 @@ def summary(rows: list[dict]) -> dict[str, float]:
 
 def notes(manifests: dict[str, dict], clean_lora: list[str]) -> list[str]:
     """Lines under the table: collapsed stages, a backdoor too weak to show unlearning, triggers
-    lost to truncation, and why a clean-correct ASR is n/a."""
+    lost to truncation, what each defense adds about itself (``Defense.notes``: a filter's
+    detection rate), and why a clean-correct ASR is n/a."""
     lines = [f"warning: {name} predicts one class for {m['metrics']['majority_share']:.1%} of the clean test rows "
              f"(collapsed: its CA is the majority share and its ASR means nothing; check the learning rate, "
              f"precision, attn_implementation, or class_weights: balanced)"
@@ -59,9 +61,8 @@ def notes(manifests: dict[str, dict], clean_lora: list[str]) -> list[str]:
         for warning in m.get("info", {}).get("warnings", []):
             stages_by_warning.setdefault(warning, []).append(name)
     lines += [f"warning ({', '.join(names)}): {w}" for w, names in stages_by_warning.items()]
-    lines += [f"filter ({name}): flags {m['metrics']['detection_rate']:.1%} of the triggered test rows and "
-              f"{m['metrics']['false_alarm_rate']:.1%} of the clean ones (false alarms); its CA and ASR are after "
-              f"rejecting the flagged rows" for name, m in manifests.items() if "detection_rate" in m["metrics"]]
+    lines += [line for name, m in manifests.items() if "defense" in m.get("config", {})
+              for line in get_defense(m["config"]["defense"]["method"]).notes(name, m)]
     lines += [f"n/a: {name}'s ASR (clean-correct): {m['info']['asr_clean_correct_na']}"
               for name, m in manifests.items() if m.get("info", {}).get("asr_clean_correct_na")]
     return lines

@@ -8,6 +8,7 @@ from w2s import distributed
 from w2s.attacks import attack_class
 from w2s.data.registry import dataset_name, get_dataset
 from w2s.pipeline import stages
+from w2s.pipeline.context import PipelineContext
 from w2s.config.pipeline import PipelineConfig, TeacherStage
 from w2s.pipeline.report import markdown, notes, result_rows, write_report
 from w2s.pipeline.runs import fingerprint, load_manifest, stage
@@ -94,8 +95,8 @@ def _run(config: PipelineConfig, root: Path, report: Path, tracker) -> list[dict
         manifests[name] = _run_stage(
             folder, name, defense_config, inputs | data, config.seed, tracker,
             lambda run, name=name, defense=defense, teacher_folder=teacher_folder: defense.defense.run(
-                config, run, name, defense, poisoned / "model",
-                teacher_folder / "model" if teacher_folder else None))
+                PipelineContext(config, run, name, poisoned / "model", teacher_folder / "model" if teacher_folder
+                                else None), defense))
 
     clean_lora = [name for name, d in config.defenses.items() if d.is_clean_lora]
     rows = result_rows(manifests)

@@ -27,7 +27,6 @@ from w2s.lit.poison import PoisonModule
 from w2s.lit.progress import StageProgressBar
 from w2s.lit.por import PorModule
 from w2s.lit.teacher import TeacherModule
-from w2s.lit.unlearn import UnlearnModule
 from w2s.config.pipeline import DefenseStage, PipelineConfig, TrainStage
 from w2s.pipeline.runs import StageRun
 from w2s.pipeline.tracking import StageLogger
@@ -227,15 +226,3 @@ def defense_data(config: PipelineConfig, stage: DefenseStage, student: StudentSp
     return datamodule(config, student.name, teacher_tokenizer, rows=config.defense_rows,
                       poison_train=config.defense_data_poisoned, batch_size=stage.batch_size, blind=True,
                       dev_rows=config.defense_dev_rows)
-
-
-def defense(config: PipelineConfig, run: StageRun, name: str, stage: DefenseStage, poisoned: Path,
-            teacher_folder: Path | None) -> None:
-    """LoRA on the poisoned student with the stage's objective."""
-    student = defender_student(config, run, stage, poisoned)
-    data = defense_data(config, stage, student, teacher_folder)
-    module = UnlearnModule(student, str(teacher_folder) if teacher_folder else None, stage.lora, stage.objective,
-                           data.num_labels, stage.optim(), config.attack.target_label,
-                           data.class_weights(stage.class_weights))
-    fit_and_test(config, run, name, module, stage, data)
-    run.save(module, "model")

@@ -1,8 +1,8 @@
 """``w2s sweep FILE``: a W&B sweep file run without a W&B server, on Optuna.
 
 W&B's ``grid`` / ``random`` / ``bayes`` become Optuna's ``GridSampler`` / ``RandomSampler`` /
-``TPESampler``. Every trial is a normal pipeline run through :func:`w2s.cli.main` (the file's
-``command`` with ``${args}`` filled in) writing its report (and W&B run) to
+``TPESampler``. Every trial is a normal pipeline run, :func:`run_trial` (the file's ``command``
+with ``${args}`` filled in, read by ``w2s.config.load``, run by ``w2s.pipeline``) writing its report (and W&B run) to
 ``<experiment>/sweeps/<sweep>/trials/<hash of the trial's values>/``; its stages stay in the
 experiment folder, so the poisoned student, the teacher and every defense a trial leaves
 unchanged are trained once and shared by all trials (``report_dir`` in ``PipelineConfig``).
@@ -24,6 +24,7 @@ from typing import Any
 
 from w2s.pipeline.report import NUMERIC
 from w2s.config.jsonable import to_jsonable
+from w2s.config.load import load_config
 from w2s.pipeline.runs import fingerprint
 from w2s.sweeps.report import trial_rows, write_trials
 from w2s.sweeps.seeds import SEED, over_seeds, write_seeds
@@ -40,10 +41,8 @@ class TrialFailed(Exception):
 
 def base_config(spec: SweepSpec, values: dict[str, Any]):
     """The trial's resolved :class:`PipelineConfig`, without running it (errors name the values)."""
-    from w2s.cli import resolved_config
-
     try:
-        return resolved_config(spec.argv(values)[1:])
+        return load_config(spec.argv(values)[1:])
     except ValueError as err:
         raise SweepError(f"{spec.name}: command with {values}: {err}") from None
 
@@ -115,9 +114,14 @@ def open_study(spec: SweepSpec, storage: str, seed: int, worker: int = 0):
                              sampler=_sampler(spec, seed, len(study.trials) + 7919 * worker))
 
 
-def _objective(spec: SweepSpec, folder: Path, current: dict):
-    from w2s.cli import main
+def run_trial(args: list[str]) -> None:
+    """One trial: ``w2s pipeline ARGS`` through the Python API (a bad value raises ``ValueError``)."""
+    from w2s.pipeline import run_pipeline
 
+    run_pipeline(load_config(args))
+
+
+def _objective(spec: SweepSpec, folder: Path, current: dict):
     def objective(trial) -> float:
         current["trial"] = trial
         values = {p.name: p.sample(trial) for p in spec.parameters}
@@ -126,9 +130,7 @@ def _objective(spec: SweepSpec, folder: Path, current: dict):
         trial.set_user_attr("folder", str(report))
         print(f"w2s sweep: trial {trial.number}: " + " ".join(f"{k}={v}" for k, v in values.items()), flush=True)
         try:
-            code = main(spec.argv(values) + [f"--report_dir={report}", f"--wandb.group={spec.name}"])
-            if code != 0:
-                raise TrialFailed(f"the pipeline exited with code {code}")
+            run_trial(spec.argv(values)[1:] + [f"--report_dir={report}", f"--wandb.group={spec.name}"])
             summary = json.loads((report / "summary.json").read_text())
             trial.set_user_attr("summary", summary)
             value = summary.get(spec.metric)

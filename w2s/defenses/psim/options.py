@@ -1,9 +1,8 @@
+"""PSIM's own settings (``options:`` of a ``psim`` entry)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Optional
-
-from w2s.defenses.base import Defense, register_defense
 
 MODULES = ("p-tuning", "lora")
 
@@ -34,25 +33,3 @@ class PsimOptions:
         if not 0.0 < self.threshold < 1.0 or self.virtual_tokens < 1:
             raise ValueError(f"psim needs 0 < threshold < 1 and virtual_tokens >= 1, got {self.threshold}, "
                              f"{self.virtual_tokens}")
-
-
-@register_defense("psim")
-class Psim(Defense):
-    summary = ("PSIM: a P-tuning module trained on randomly relabelled clean rows flags over-confident inputs "
-               "(threshold 0.7) as poisoned and rejects them (Zhao et al., arXiv 2402.12168)")
-    defaults = {"objective": {"ce": 1.0, "kd": 0.0, "fa": 0.0}, "epochs": 1, "lr": 2e-5, "keep": "last"}
-    Options = PsimOptions
-
-    def run(self, config, run, name, stage, poisoned, teacher):
-        from w2s.lit.psim import PsimModule
-        from w2s.pipeline import stages
-
-        options = self.options(stage.options)
-        student = stages.defender_student(config, run, stage, poisoned)
-        data = stages.defense_data(config, stage, student)
-        module = PsimModule(student, data.num_labels, stage.optim(), config.attack.target_label, options, stage.lora)
-        clean, triggered = stages.fit_and_test(config, run, name, module, stage, data)
-        run.metrics |= {"false_alarm_rate": clean["test/false_alarm_rate"],
-                        "detection_rate": triggered["test/detection_rate"]}
-        run.info["threshold"] = module.threshold
-        run.save(module, "model")

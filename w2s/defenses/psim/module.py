@@ -1,4 +1,4 @@
-"""PSIM (Zhao et al., arXiv 2402.12168; shuaizhao95/PSIM): an input filter.
+"""PSIM's LightningModule (Zhao et al., arXiv 2402.12168; shuaizhao95/PSIM): an input filter.
 
 A parameter-efficient module (P-tuning with 5 virtual tokens, or LoRA) on top of the frozen
 poisoned model is trained on clean rows whose labels are drawn at random, so it learns to be
@@ -23,7 +23,7 @@ from students.build import StudentSpec, build_student
 from students.forward import model_inputs
 from students.lora import LoraSpec, attach_lora
 from w2s.data.datamodule import CLEAN
-from w2s.defenses.psim import PsimOptions
+from w2s.defenses.psim.options import PsimOptions
 from w2s.lit.base import EVAL_STAGES, OptimConfig
 from w2s.lit.student import StudentModule
 from w2s.metrics import BalancedAccuracy, FlagRate, MacroF1
