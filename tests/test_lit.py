@@ -154,3 +154,25 @@ def test_full_fine_tuning_stages_default_to_mixed_precision_in_the_students_dtyp
     assert master_weights_precision(PipelineConfig(student=StudentSpec(dtype="float32"))) is None
     chosen = PipelineConfig(student=StudentSpec(dtype="bfloat16"), trainer=TrainerOptions(precision="32-true"))
     assert master_weights_precision(chosen) == "32-true"
+
+
+@pytest.mark.gpu
+def test_on_a_gpu_full_fine_tuning_keeps_its_small_updates(models, task):
+    """On a GPU the student loads in bf16 (``dtype: auto``): the poisoning stage trains fp32 master
+    weights under bf16 autocast, so an lr-2e-5 step changes most weights instead of rounding away."""
+    from w2s.config.pipeline import PipelineConfig
+    from w2s.pipeline.stages import master_weights_precision
+
+    precision = master_weights_precision(PipelineConfig(student=StudentSpec(models["llama"])))
+    assert precision == "bf16-mixed"
+    module = PoisonModule(StudentSpec(models["llama"]), num_labels=4, optim=OptimConfig(lr=2e-5, warmup_ratio=0.0))
+    data = W2SDataModule(task, tokenizer=models["llama"], attack=PoisonConfig(**BACKDOOR), batch_size=16,
+                         train_rows=(0, 16))
+    module.configure_model()
+    before = {n: p.detach().clone() for n, p in module.named_parameters() if p.dim() == 2}
+    pl.Trainer(max_steps=1, accelerator="gpu", devices=1, precision=precision, logger=False, limit_val_batches=0,
+               enable_checkpointing=False, enable_progress_bar=False).fit(module, data)
+    after = dict(module.named_parameters())
+    assert all(after[n].dtype == torch.float32 for n in before)
+    changed = sum((after[n].detach().cpu() != w.cpu()).float().mean().item() for n, w in before.items()) / len(before)
+    assert changed > 0.5

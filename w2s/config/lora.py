@@ -20,5 +20,7 @@ class LoraSpec:
     def __post_init__(self):
         if self.r < 1:
             raise ValueError(f"LoRA rank r must be >= 1, got {self.r}")
+        if self.alpha is not None and self.alpha < 1:
+            raise ValueError(f"LoRA alpha must be >= 1 (or null: alpha = r), got {self.alpha}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"LoRA dropout must lie in [0, 1), got {self.dropout}")

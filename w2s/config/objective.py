@@ -51,6 +51,8 @@ class ObjectiveConfig:
             raise ValueError("fa_mode compat is the reference code's own alignment (every token of the last layer): "
                              "it takes no fa_pool, fa_target or fa_layer")
         check_schedule(self.schedule)
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
         for name in TERM_NAMES:
             if getattr(self, name) < 0:
                 raise ValueError(f"loss weight {name} must be >= 0, got {getattr(self, name)}")

@@ -22,6 +22,13 @@ KEEP = ("best", "last")
 Dataset = Union[str, HubDataset]
 
 
+def check_rows(key: str, rows: Optional[tuple[int, int]]) -> None:
+    """``rows`` is null (every row) or a range ``[start, stop)`` with ``0 <= start < stop`` (that
+    it lies within its split is checked against the data: ``w2s.pipeline.validate``)."""
+    if rows is not None and not 0 <= rows[0] < rows[1]:
+        raise ValueError(f"{key}: {list(rows)} is not a range [start, stop) with 0 <= start < stop")
+
+
 @dataclass(frozen=True)
 class TrainStage:
     """What every training stage sets.
@@ -65,6 +72,10 @@ class TeacherStage(TrainStage):
     model: str = "minilm-l6"
     train_rows: Optional[tuple[int, int]] = None
 
+    def __post_init__(self):
+        super().__post_init__()
+        check_rows("train_rows", self.train_rows)
+
 
 @dataclass(frozen=True)
 class PoisonStage(TrainStage):
@@ -82,6 +93,10 @@ class PoisonStage(TrainStage):
     train_rows: Optional[tuple[int, int]] = (0, 3460)  # the first half of SST-2 train; defense_rows the second
     lora: Optional[LoraSpec] = None  # None: full fine-tuning; else LoRA, merged into the saved weights
     head: TrainStage = TrainStage(epochs=1, lr=1e-3, warmup_ratio=0.0)
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_rows("train_rows", self.train_rows)
 
 
 @dataclass(frozen=True)
@@ -276,6 +291,11 @@ class PipelineConfig:
         if self.bucket_batches < 0 or self.num_workers < 0:
             raise ValueError(f"bucket_batches and num_workers must be >= 0, got {self.bucket_batches}, "
                              f"{self.num_workers}")
+        if self.max_length < 2 or self.eval_batch_size < 1 or (self.eval_rows is not None and self.eval_rows < 1):
+            raise ValueError(f"max_length must be >= 2, eval_batch_size >= 1 and eval_rows >= 1 (or null: every "
+                             f"row), got {self.max_length}, {self.eval_batch_size}, {self.eval_rows}")
+        for key in ("defense_rows", "defense_dev_rows"):
+            check_rows(key, getattr(self, key))
         if self.student.quantization not in (None, *QUANTIZATIONS):
             raise ValueError(f"unknown student.quantization {self.student.quantization!r}; "
                              f"valid: {', '.join(QUANTIZATIONS)} or null")

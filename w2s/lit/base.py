@@ -56,7 +56,7 @@ class ClassifierModule(pl.LightningModule):
                                                            ("balanced_accuracy", BalancedAccuracy(num_labels)),
                                                            ("macro_f1", MacroF1(num_labels)),
                                                            ("asr", AttackSuccessRate()),
-                                                           ("asr_cc", CleanCorrectASR()),
+                                                           ("asr_clean_correct", CleanCorrectASR()),
                                                            ("majority", MajorityShare()))})
 
     def configure_model(self) -> None:
@@ -113,7 +113,7 @@ class ClassifierModule(pl.LightningModule):
             if "clean_input_ids" in batch:
                 clean_preds = self.predict({"input_ids": batch["clean_input_ids"],
                                             "attention_mask": batch["clean_attention_mask"]})
-                cc = self.metrics[f"{stage}_asr_cc"]
+                cc = self.metrics[f"{stage}_asr_clean_correct"]
                 cc.update(clean_preds, batch["clean_labels"], preds, batch["labels"], batch.get("row"))
                 self.log(f"{stage}/asr_clean_correct", cc, add_dataloader_idx=False, batch_size=preds.shape[0])
             metric.update(preds, batch["labels"], clean_preds, batch.get("row"))
