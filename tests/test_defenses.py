@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 from tests.helpers import tiny_args
 from w2s.cli import main
-from w2s.defenses import DEFENSES
+from w2s.defenses import DEFENSES, Defense
 from w2s.config.pipeline import PipelineConfig, resolve_defense
 from w2s.pipeline.runs import load_manifest
 
@@ -54,6 +54,9 @@ def test_defenses_command_lists_each_with_its_paper(capsys):
     assert main(["defenses"]) == 0
     listed = capsys.readouterr().out
     assert all(f"{name}: " in listed for name in DEFENSES) and "arXiv 2409.14119" in listed and "rho=0.5" in listed
+    assert listed.index("fine-tuning:") < listed.index("  w2s: ") < listed.index("filter:") < listed.index("  psim: ")
+    with pytest.raises(ValueError, match="family 'sorcery' is not one of fine-tuning, filter, detector"):
+        type("Spell", (Defense,), {"family": "sorcery"})
 
 
 def test_entries_change_their_methods_defaults():

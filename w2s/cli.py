@@ -140,14 +140,17 @@ def evaluate(student: str, adapter: Optional[str] = None, dataset: str = "sst2",
 
 
 def list_defenses() -> None:
-    """Print every registered defense: what it is, where it comes from, and its defaults."""
+    """Print every registered defense by family: what it is, where it comes from, its defaults."""
     from dataclasses import fields
 
-    from w2s.defenses import DEFENSES
+    from w2s.defenses import DEFENSES, FAMILIES
 
-    for name, defense in sorted(DEFENSES.items()):
-        options = defense.Options()
-        print(f"{name}: {defense.summary}\n  defaults: {defense.defaults}" + (f"; {options}" if fields(options) else ""))
+    for family in FAMILIES:
+        members = sorted((name, d) for name, d in DEFENSES.items() if d.family == family)
+        for i, (name, defense) in enumerate(members):
+            options = defense.Options()
+            print((f"{family}:\n" if i == 0 else "") + f"  {name}: {defense.summary}\n    defaults: {defense.defaults}"
+                  + (f"; {options}" if fields(options) else ""))
 
 
 PIPELINE = ("attack -> teacher -> poisoned student -> defenses -> CA/ASR table, from one YAML (stages whose "

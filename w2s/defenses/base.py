@@ -20,6 +20,11 @@ if TYPE_CHECKING:
     from w2s.config.pipeline import DefenseStage, PipelineConfig
 
 
+# fine-tuning: trains the student (or an adapter) to unlearn; filter: flags and rejects inputs at
+# test time; detector: a verdict on a model or an adapter (PEFTGuard, LMSanitator's detection)
+FAMILIES = ("fine-tuning", "filter", "detector")
+
+
 @dataclass(frozen=True)
 class NoOptions:
     """A defense without options of its own."""
@@ -54,10 +59,16 @@ class StageContext(Protocol):
 
 class Defense:
     name: str = ""
+    family: str = "fine-tuning"  # one of FAMILIES: what the method does to the poisoned student
     summary: str = ""  # one line: what it does and where it comes from
     baseline: bool = False  # plain fine-tuning: with cross-entropy alone it shows whether the backdoor survives
     defaults: dict[str, Any] = {}
     Options: type = NoOptions
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.family not in FAMILIES:
+            raise ValueError(f"{cls.__name__}.family {cls.family!r} is not one of {', '.join(FAMILIES)}")
 
     def options(self, values: dict[str, Any]):
         """The typed options from an entry's ``options:`` mapping (unknown keys fail)."""

@@ -11,6 +11,7 @@ __all__ = ["MODULES", "Psim", "PsimOptions"]
 
 @register_defense("psim")
 class Psim(Defense):
+    family = "filter"
     summary = ("PSIM: a P-tuning module trained on randomly relabelled clean rows flags over-confident inputs "
                "(threshold 0.7) as poisoned and rejects them (Zhao et al., arXiv 2402.12168)")
     defaults = {"objective": {"ce": 1.0, "kd": 0.0, "fa": 0.0}, "epochs": 1, "lr": 2e-5, "keep": "last"}
