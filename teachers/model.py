@@ -5,8 +5,9 @@
 
 ``h_read`` is the teacher's last-layer state where a classification head of its architecture
 reads: CLS for an encoder (the reference's BERT), the last real token for a decoder teacher
-(GPT-2, Qwen, SmolLM: left-padded). The encoder's own classifier head is not used. Saved as a folder: ``encoder/`` (Hugging Face
-safetensors + tokenizer), ``head.safetensors`` and ``teacher.json``.
+(GPT-2, Qwen, SmolLM: left-padded). The encoder's own classifier head is not used. Saved as a
+folder: ``encoder/`` (Hugging Face safetensors + tokenizer), ``head.safetensors`` and
+``teacher.json``.
 """
 from __future__ import annotations
 

@@ -16,8 +16,8 @@ from w2s.config.pipeline import PipelineConfig, default_defenses
 
 
 def strict_parser(**kwargs) -> ArgumentParser:
-    """A parser that raises ``ArgumentError`` (one line, exit 2 in :func:`main`) instead of
-    printing its usage text."""
+    """A parser that raises ``ArgumentError`` (``w2s.cli.main`` prints it on one line, exit 2)
+    instead of printing its usage text."""
     return ArgumentParser(exit_on_error=False, **kwargs)
 
 

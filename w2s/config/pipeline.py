@@ -11,8 +11,8 @@ from w2s.config.jsonable import to_jsonable
 from w2s.config.lora import LoraSpec
 from w2s.config.objective import ObjectiveConfig
 from w2s.config.optim import OptimConfig, check_class_weights
+from w2s.config.dataset import HubDataset
 from w2s.config.student import QUANTIZATIONS, StudentSpec
-from w2s.data.hub import HubDataset
 from w2s.defenses import Defense, get_defense
 
 WANDB_MODES = ("auto", "offline", "online", "disabled")
@@ -172,12 +172,6 @@ class TrainerOptions:
     @property
     def processes(self) -> int:
         return self.devices * self.num_nodes
-
-    @property
-    def lightning_strategy(self):
-        from w2s.distributed import lightning_strategy
-
-        return lightning_strategy(self.strategy, self.processes)
 
 
 @dataclass(frozen=True)

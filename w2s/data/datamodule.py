@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from w2s.attacks.poison import PoisonConfig, build_attack, build_triggered_set, poison_examples
-from w2s.data.hub import HubDataset
+from w2s.config.dataset import HubDataset
 from w2s.data.readers import Example
 from w2s.data.registry import get_dataset
 from w2s.data.sampling import EpochPermutation, LengthBuckets, ProcessBatches

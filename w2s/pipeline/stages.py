@@ -18,6 +18,7 @@ import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from students.build import StudentSpec
+from w2s import distributed
 from teachers.model import TeacherSpec
 from w2s.data.datamodule import W2SDataModule
 from w2s.lit.base import ClassifierModule
@@ -49,7 +50,7 @@ def make_trainer(config: PipelineConfig, run: StageRun, stage: TrainStage, name:
                                          every_n_train_steps=options.checkpoint_every))
     overrides.setdefault("precision", options.precision)
     return pl.Trainer(max_epochs=stage.epochs, accelerator=options.accelerator, devices=options.devices,
-                      num_nodes=options.num_nodes, strategy=options.lightning_strategy,
+                      num_nodes=options.num_nodes, strategy=distributed.lightning_strategy(options.strategy, options.processes),
                       gradient_clip_val=stage.gradient_clip_val, use_distributed_sampler=False, logger=loggers,
                       callbacks=callbacks, enable_checkpointing=checkpointing,
                       enable_progress_bar=options.progress_bar, enable_model_summary=False,
