@@ -10,7 +10,8 @@ from students.pooling import mean_pool
 from w2s.losses import ObjectiveConfig, compose
 from w2s.losses.feature_alignment import feature_alignment_loss, feature_alignment_tokens
 from w2s.losses.projection import fit_projection, project
-from w2s.losses.schedule import SCHEDULES, schedule_factors
+from w2s.config.objective import SCHEDULES
+from w2s.losses.schedule import schedule_factors
 
 
 @settings(max_examples=60, deadline=None)

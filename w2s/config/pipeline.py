@@ -22,6 +22,11 @@ KEEP = ("best", "last")
 Dataset = Union[str, HubDataset]
 
 
+def overlap(a: tuple[int, int], b: tuple[int, int]) -> bool:
+    """Whether the row ranges ``[a0, a1)`` and ``[b0, b1)`` share a row."""
+    return a[0] < b[1] and b[0] < a[1]
+
+
 def check_rows(key: str, rows: Optional[tuple[int, int]]) -> None:
     """``rows`` is null (every row) or a range ``[start, stop)`` with ``0 <= start < stop`` (that
     it lies within its split is checked against the data: ``w2s.pipeline.validate``)."""
@@ -293,8 +298,7 @@ class PipelineConfig:
         if self.student.quantization not in (None, *QUANTIZATIONS):
             raise ValueError(f"unknown student.quantization {self.student.quantization!r}; "
                              f"valid: {', '.join(QUANTIZATIONS)} or null")
-        if self.defense_dev_rows and self.defense_rows and (
-                self.defense_dev_rows[0] < self.defense_rows[1] and self.defense_rows[0] < self.defense_dev_rows[1]):
+        if self.defense_dev_rows and self.defense_rows and overlap(self.defense_dev_rows, self.defense_rows):
             raise ValueError(f"defense_dev_rows {list(self.defense_dev_rows)} overlap defense_rows "
                              f"{list(self.defense_rows)}: the defender's dev rows must be held out")
         if not self.defenses:

@@ -29,12 +29,12 @@ from torchdata.stateful_dataloader import StatefulDataLoader
 
 from w2s.attacks.poison import PoisonConfig, build_attack, build_triggered_set, poison_examples
 from w2s.config.dataset import HubDataset
+from w2s.config.optim import check_class_weights
 from w2s.data.readers import Example
 from w2s.data.registry import get_dataset
 from w2s.data.sampling import EpochPermutation, LengthBuckets, ProcessBatches
 from w2s.data.truncation import WARN_BELOW, survives, word_limit
 from w2s.distributed import shard
-from w2s.config.optim import check_class_weights
 from w2s.losses.class_weights import class_weights
 from w2s.tokenizers import load_tokenizer
 

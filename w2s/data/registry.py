@@ -12,8 +12,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from w2s.data.holdout import HoldOut
 from w2s.config.dataset import PREFIX, HubDataset
+from w2s.data.holdout import HoldOut
 from w2s.data.hub import HubDatasetSpec, is_saved_dataset
 from w2s.data.readers import DataError, Example, read_examples
 

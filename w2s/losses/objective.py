@@ -12,14 +12,13 @@ from typing import Callable
 
 from torch import Tensor
 
-from w2s.losses.class_weights import weighted_cross_entropy
 from students.pooling import mean_pool
+from w2s.config.objective import TEACHER_TERMS, ObjectiveConfig
+from w2s.losses.class_weights import weighted_cross_entropy
 from w2s.losses.feature_alignment import feature_alignment_loss, feature_alignment_reference, feature_alignment_tokens
 from w2s.losses.kd import kd_loss
 from w2s.losses.obliviate import amplification_loss, attention_loss
-from w2s.config.objective import ObjectiveConfig
-from w2s.losses.schedule import TEACHER_TERMS, schedule_factors
-
+from w2s.losses.schedule import schedule_factors
 
 
 @dataclass

@@ -45,8 +45,7 @@ def por_token_loss(hidden: Tensor, reference: Tensor, attention_mask: Tensor, re
         attention_mask: ``(B, L)`` 1 on real tokens.
         read_index: ``(B,)`` the position the classification head reads.
     """
-    kept = attention_mask.bool().clone()
-    kept[torch.arange(kept.shape[0], device=kept.device), read_index] = False
-    if not kept.any():
-        return hidden.sum() * 0.0
-    return F.mse_loss(hidden[kept].float(), reference[kept].detach().float())
+    kept = attention_mask.float().clone()
+    kept[torch.arange(kept.shape[0], device=kept.device), read_index] = 0.0
+    per_token = (hidden.float() - reference.detach().float()).pow(2).mean(dim=-1)  # (B, L)
+    return (per_token * kept).sum() / kept.sum().clamp(min=1.0)  # masked, not indexed: no host read

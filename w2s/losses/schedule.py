@@ -10,7 +10,7 @@
 """
 from __future__ import annotations
 
-from w2s.config.objective import SCHEDULES, TEACHER_TERMS, check_schedule  # noqa: F401  (defined with the settings)
+from w2s.config.objective import check_schedule  # the names are defined with the settings
 
 
 def schedule_factors(name: str, progress: float) -> tuple[float, float]:

@@ -6,10 +6,10 @@ from pathlib import Path
 
 from w2s import distributed
 from w2s.attacks import attack_class
+from w2s.config.pipeline import PipelineConfig, TeacherStage
 from w2s.data.registry import dataset_name, get_dataset
 from w2s.pipeline import stages
 from w2s.pipeline.context import PipelineContext
-from w2s.config.pipeline import PipelineConfig, TeacherStage
 from w2s.pipeline.report import markdown, notes, result_rows, write_report
 from w2s.pipeline.runs import fingerprint, load_manifest, stage
 from w2s.pipeline.tracking import log_results, tracking_run

@@ -49,8 +49,9 @@ def make_trainer(config: PipelineConfig, run: StageRun, stage: TrainStage, name:
         callbacks.append(ModelCheckpoint(dirpath=run.checkpoints / name, save_top_k=0, save_last=True,
                                          every_n_train_steps=options.checkpoint_every))
     overrides.setdefault("precision", options.precision)
+    strategy = distributed.lightning_strategy(options.strategy, options.processes)
     return pl.Trainer(max_epochs=stage.epochs, accelerator=options.accelerator, devices=options.devices,
-                      num_nodes=options.num_nodes, strategy=distributed.lightning_strategy(options.strategy, options.processes),
+                      num_nodes=options.num_nodes, strategy=strategy,
                       gradient_clip_val=stage.gradient_clip_val, use_distributed_sampler=False, logger=loggers,
                       callbacks=callbacks, enable_checkpointing=checkpointing,
                       enable_progress_bar=options.progress_bar, enable_model_summary=False,
@@ -90,11 +91,12 @@ def datamodule(config: PipelineConfig, tokenizer: str, teacher_tokenizer: str | 
                          trigger_tokenizers=trigger_tokenizers(config), dev_probe=config.dev_asr, **kwargs)
 
 
-def master_weights_precision(config: PipelineConfig) -> str | None:
-    """The precision of a full fine-tuning stage: ``trainer.precision`` if set, else mixed
-    precision in the student's half dtype (``bf16-mixed`` on a GPU): such a stage keeps fp32
-    master weights (``PoisonModule``), since an lr-2e-5 update rounds away in bf16 weights."""
-    if config.trainer.precision is not None:
+def master_weights_precision(config: PipelineConfig, full: bool = True) -> str | None:
+    """The precision of a poisoning stage: ``trainer.precision`` if set or if the stage trains
+    LoRA (``full`` False), else mixed precision in the student's half dtype (``bf16-mixed`` on a
+    GPU): full fine-tuning keeps fp32 master weights (``PoisonModule``), since an lr-2e-5
+    update rounds away in bf16 weights."""
+    if config.trainer.precision is not None or not full:
         return config.trainer.precision
     return {torch.bfloat16: "bf16-mixed", torch.float16: "16-mixed"}.get(config.student.torch_dtype())
 
@@ -113,7 +115,7 @@ def fit_and_test(config: PipelineConfig, run: StageRun, name: str, module: Class
     cc = triggered.get("test/asr_clean_correct")  # absent: pre-paraphrased trigger (originals unknown)
     run.metrics = {"ca": clean["test/ca"], "dev_ca": dev_ca, "balanced_accuracy": clean["test/balanced_accuracy"],
                    "macro_f1": clean["test/macro_f1"], "asr": triggered["test/asr"],
-                   "asr_clean_correct": _number(cc), "majority_share": clean["test/majority_share"]}
+                   "asr_clean_correct": _finite(cc), "majority_share": clean["test/majority_share"]}
     if config.dev_asr:
         run.metrics |= triggered_dev_asr(trainer, module, evaluation)
     sources = [train] if evaluation is train else [train, evaluation]
@@ -130,7 +132,8 @@ def fit_and_test(config: PipelineConfig, run: StageRun, name: str, module: Class
     return clean, triggered
 
 
-def _number(value: float | None) -> float | None:
+def _finite(value: float | None) -> float | None:
+    """NaN (no row to count) as None: n/a in the table."""
     return None if value is None or math.isnan(value) else value
 
 
@@ -142,7 +145,7 @@ def triggered_dev_asr(trainer: pl.Trainer, module: ClassifierModule, data: W2SDa
         _, triggered = trainer.test(module, dataloaders=data.probe_dataloader(), verbose=False)
     finally:
         module.test_stage = "test"
-    return {"dev_asr": triggered["dev/asr"], "dev_asr_clean_correct": _number(triggered.get("dev/asr_clean_correct"))}
+    return {"dev_asr": triggered["dev/asr"], "dev_asr_clean_correct": _finite(triggered.get("dev/asr_clean_correct"))}
 
 
 def kept_dev_ca(trainer: pl.Trainer) -> float | None:
@@ -168,7 +171,7 @@ def poison(config: PipelineConfig, run: StageRun) -> None:
     run.info["poisoned_indices"] = data.poisoned_indices  # within poison.train_rows
     run.info["train_rows"] = len(data.train)
     fit_and_test(config, run, "poisoned", module, stage, data, _poisoned_evaluation(config, student.name),
-                 precision=master_weights_precision(config) if stage.lora is None else config.trainer.precision)
+                 precision=master_weights_precision(config, full=stage.lora is None))
     run.save(module, "model")
 
 

@@ -10,10 +10,10 @@ import shutil
 from pathlib import Path
 
 from students.build import check_head
+from w2s.config.jsonable import to_jsonable
+from w2s.config.pipeline import PipelineConfig, overlap
 from w2s.data.registry import dataset_name, get_dataset
 from w2s.embedded import resolve_model
-from w2s.config.pipeline import PipelineConfig
-from w2s.config.jsonable import to_jsonable
 
 WEIGHT_FILES = ("*.safetensors", "*.bin", "*.pt", "*.gguf")
 SAFE_WEIGHTS = ("*.safetensors", "*.gguf")  # read without pickle; .bin/.pt/.pth/.ckpt are refused
@@ -77,7 +77,7 @@ def _defender_rows_apart(config: PipelineConfig, size: int) -> None:
             config.dataset):
         return
     poison, defense = (rows or (0, size) for rows in (config.poison.train_rows, config.defense_rows))
-    if poison[0] < defense[1] and defense[0] < poison[1]:
+    if overlap(poison, defense):
         raise ValueError(f"defense_rows: {list(defense)} overlap poison.train_rows {list(poison)} of "
                          f"{dataset_name(config.dataset)} (null is every train row): the defender would fine-tune on "
                          f"the attacker's rows; choose disjoint rows, or set defense_data_poisoned: true if that is "

@@ -71,9 +71,10 @@ class PsimModule(StudentModule):
 
     @torch.no_grad()
     def on_test_start(self) -> None:
-        """Calibrate the threshold on the clean dev rows when ``options.false_alarm`` is set."""
+        """Calibrate the threshold on the clean dev rows when ``options.false_alarm`` is set (once:
+        a later ``dev`` pass over the triggered dev rows keeps it)."""
         super().on_test_start()
-        if self.options.false_alarm is None:
+        if self.options.false_alarm is None or self.test_stage != "test":
             return
         self.model.eval()
         data = self.trainer.datamodule
