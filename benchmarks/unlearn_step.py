@@ -176,7 +176,7 @@ class StepTimer:
 
 
 def data_module(task: Path, student: Path, teacher: Path, batch_size: int, bucket_batches: int = 0):
-    from w2s.attacks import PoisonConfig
+    from w2s.config.attack import PoisonConfig
     from w2s.data.datamodule import W2SDataModule
 
     return W2SDataModule(str(task), tokenizer=str(student), teacher_tokenizer=str(teacher / "encoder"),

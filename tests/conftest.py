@@ -62,7 +62,7 @@ def trained(tmp_path_factory, models, task):
 
     from students import StudentSpec
     from teachers import TeacherSpec
-    from w2s.attacks import PoisonConfig
+    from w2s.config.attack import PoisonConfig
     from w2s.data.datamodule import W2SDataModule
     from w2s.lit import OptimConfig, PoisonModule, TeacherModule
 

@@ -83,7 +83,7 @@ def kill_during(name: str, args: list[str], cwd) -> None:
 
 
 def unlearn_data(task, trained, **kwargs):
-    from w2s.attacks import PoisonConfig
+    from w2s.config.attack import PoisonConfig
     from w2s.data.datamodule import W2SDataModule
 
     return W2SDataModule(task, tokenizer=trained["student"], teacher_tokenizer=trained["teacher"] + "/encoder",

@@ -6,8 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from w2s.attacks import (ATTACKS, BadNet, InSent, PoisonConfig, SynAttack, build_attack,
-                         build_triggered_set, poison_examples)
+from w2s.attacks import ATTACKS, BadNet, InSent, SynAttack, attack_class
+from w2s.config.attack import PoisonConfig
+from w2s.data.poisoning import build_attack, build_triggered_set, poison_examples
 from w2s.data.readers import Example
 from w2s.data.registry import get_dataset
 
@@ -22,7 +23,7 @@ def corpus(n=200, num_labels=2, seed=0):
 def test_registry_lists_attacks_and_rejects_unknown():
     assert set(ATTACKS) == {"badnet", "insent", "por", "synattack"}
     with pytest.raises(ValueError, match="unknown attack 'nope'; valid: badnet, insent, por, synattack"):
-        PoisonConfig(attack="nope")
+        attack_class("nope")
 
 
 @settings(max_examples=100, deadline=None)
@@ -168,7 +169,7 @@ def test_synattack_without_aligned_train_file_uses_the_pool():
     assert len(split.poisoned_indices) == 50
     assert all(split.examples[i].text in pool and split.examples[i].label == 0 for i in split.poisoned_indices)
     with pytest.raises(ValueError, match="2 rows"):
-        SynAttack.aligned([Example("a", 0)], [Example("b", 0), Example("c", 0)])
+        SynAttack.aligned(["a"], ["b", "c"])
 
 
 @settings(max_examples=50)
@@ -195,7 +196,7 @@ def test_within_max_length_keeps_triggers_among_the_leading_words():
 
 
 def test_poisoned_rows_follow_the_run_seed():
-    from w2s.config.pipeline import PipelineConfig
+    from w2s.pipeline.config import PipelineConfig
 
     assert PipelineConfig(seed=3).attack.seed == 3                                   # None: the run's seed
     assert PipelineConfig(seed=3, attack=PoisonConfig(seed=5)).attack.seed == 5      # unless pinned

@@ -10,7 +10,7 @@ import pytorch_lightning as pl
 
 from students import LoraSpec, StudentSpec
 from tests.helpers import BACKDOOR, make_trainer
-from w2s.attacks import PoisonConfig
+from w2s.config.attack import PoisonConfig
 from w2s.data.datamodule import W2SDataModule
 from w2s.lit import OptimConfig, UnlearnModule
 from w2s.losses import ObjectiveConfig

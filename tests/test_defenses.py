@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 from tests.helpers import tiny_args
 from w2s.cli import main
 from w2s.defenses import DEFENSES, Defense
-from w2s.config.pipeline import PipelineConfig, resolve_defense
+from w2s.pipeline.config import PipelineConfig, resolve_defense
 from w2s.pipeline.runs import load_manifest
 
 SAME = "epochs: 1, lr: 0.003, lora: {r: 4}"

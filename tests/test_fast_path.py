@@ -10,7 +10,7 @@ import pytest
 import torch
 from torchdata.stateful_dataloader import StatefulDataLoader
 
-from w2s.attacks import PoisonConfig
+from w2s.config.attack import PoisonConfig
 from w2s.data.datamodule import W2SDataModule
 from w2s.data.sampling import EpochPermutation, LengthBuckets, ProcessBatches
 

@@ -1,7 +1,7 @@
 """The import contracts in pyproject.toml ([tool.importlinter]): entry point -> sweeps ->
-pipeline -> defenses -> LightningModules, never upwards; the model builders import only leaves;
-losses and metrics import no Lightning; no import cycle between w2s's packages (the known
-back-edges listed there excepted)."""
+pipeline -> defenses -> LightningModules -> data -> attacks -> losses, metrics, never upwards;
+the model builders and the leaves (component settings, console, ...) import no layer; losses
+and metrics import no Lightning; no import cycle between w2s's packages."""
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -85,7 +85,7 @@ def test_schedule_and_layer_reach_the_unlearning_step(trained, task, monkeypatch
     """One real training step: the module aligns ``fa_layer`` and passes its progress to the schedule."""
     from students import StudentSpec
     from tests.helpers import make_trainer
-    from w2s.attacks import PoisonConfig
+    from w2s.config.attack import PoisonConfig
     from w2s.data.datamodule import W2SDataModule
     from w2s.lit import unlearn
 
@@ -173,7 +173,7 @@ def test_fitted_target_maps_the_teacher_onto_the_student(trained, task):
     student's own pooled states on the training rows: the alignment it starts from is smaller."""
     from students import StudentSpec
     from tests.helpers import make_trainer
-    from w2s.attacks import PoisonConfig
+    from w2s.config.attack import PoisonConfig
     from w2s.data.datamodule import W2SDataModule
     from w2s.lit.unlearn import UnlearnModule
 

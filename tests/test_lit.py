@@ -9,7 +9,7 @@ from transformers import AutoModelForSequenceClassification
 
 from students import LoraSpec, StudentSpec
 from tests.helpers import BACKDOOR, make_trainer, unlearn_data
-from w2s.attacks import PoisonConfig
+from w2s.config.attack import PoisonConfig
 from w2s.data.datamodule import W2SDataModule
 from w2s.lit import OptimConfig, PoisonModule, RestoreBest, UnlearnModule
 from w2s.losses import ObjectiveConfig, preset
@@ -147,7 +147,7 @@ def test_full_fine_tuning_keeps_fp32_master_weights(models, task, lora):
 
 
 def test_full_fine_tuning_stages_default_to_mixed_precision_in_the_students_dtype():
-    from w2s.config.pipeline import PipelineConfig, TrainerOptions
+    from w2s.pipeline.config import PipelineConfig, TrainerOptions
     from w2s.pipeline.stages import master_weights_precision
 
     assert master_weights_precision(PipelineConfig(student=StudentSpec(dtype="bfloat16"))) == "bf16-mixed"
@@ -160,7 +160,7 @@ def test_full_fine_tuning_stages_default_to_mixed_precision_in_the_students_dtyp
 def test_on_a_gpu_full_fine_tuning_keeps_its_small_updates(models, task):
     """On a GPU the student loads in bf16 (``dtype: auto``): the poisoning stage trains fp32 master
     weights under bf16 autocast, so an lr-2e-5 step changes most weights instead of rounding away."""
-    from w2s.config.pipeline import PipelineConfig
+    from w2s.pipeline.config import PipelineConfig
     from w2s.pipeline.stages import master_weights_precision
 
     precision = master_weights_precision(PipelineConfig(student=StudentSpec(models["llama"])))

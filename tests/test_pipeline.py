@@ -7,7 +7,7 @@ import pytest
 
 from tests.helpers import run, tiny_args, write_config
 from w2s.cli import main
-from w2s.config.load import load_config
+from w2s.pipeline.load import load_config
 from w2s.pipeline.runs import load_manifest
 
 EXPERIMENTS = sorted(Path(__file__).resolve().parents[1].glob("experiments/*.yaml"))
@@ -244,7 +244,7 @@ def test_each_stage_key_holds_what_the_stage_reads(task, models):
 
 
 def test_gradient_clipping_reaches_the_trainer(tmp_path):
-    from w2s.config.pipeline import PipelineConfig, TrainStage
+    from w2s.pipeline.config import PipelineConfig, TrainStage
     from w2s.pipeline.runs import StageRun
     from w2s.pipeline.stages import make_trainer
 

@@ -4,7 +4,9 @@ import random
 import pytest
 import torch
 
-from w2s.attacks import PoisonConfig, Por, build_attack, build_triggered_set
+from w2s.attacks import Por
+from w2s.config.attack import PoisonConfig
+from w2s.data.poisoning import build_attack, build_triggered_set
 from w2s.data.readers import Example
 from w2s.losses.por import por_loss, por_targets
 from w2s.metrics import AttackSuccessRate, CleanCorrectASR

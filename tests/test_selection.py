@@ -6,7 +6,7 @@ import json
 import pytest
 
 from tests.helpers import run, write_config
-from w2s.attacks import PoisonConfig
+from w2s.config.attack import PoisonConfig
 from w2s.data.datamodule import W2SDataModule
 
 

@@ -5,7 +5,7 @@ import random
 import pytest
 
 from tests.helpers import BACKDOOR
-from w2s.attacks import PoisonConfig
+from w2s.config.attack import PoisonConfig
 from w2s.data.datamodule import W2SDataModule
 from w2s.data.truncation import survives, word_limit
 from w2s.tokenizers import load_tokenizer

@@ -13,8 +13,8 @@ from typing import Optional
 
 from jsonargparse import ActionConfigFile, ArgumentParser
 
-from w2s.config.load import check_config_files, load_config
-from w2s.config.load import strict_parser as _parser
+from w2s.pipeline.load import check_config_files, load_config
+from w2s.pipeline.load import strict_parser as _parser
 
 from w2s.data.readers import FORMATS, DataError, read_examples
 
@@ -42,7 +42,8 @@ def data_preview(dataset: str = "sst2", attack: str = "badnet", mode: str = "cle
                  target_label: int = 0, count: Optional[int] = 1000, poison_rate: Optional[float] = None,
                  selection: str = "random", seed: int = 0, num_examples: int = 3) -> None:
     """Poison a dataset's train split and print poisoned examples and the poison counts."""
-    from w2s.attacks import PoisonConfig, build_attack, build_triggered_set, poison_examples
+    from w2s.config.attack import PoisonConfig
+    from w2s.data.poisoning import build_attack, build_triggered_set, poison_examples
     from w2s.data.registry import get_dataset
 
     spec = get_dataset(dataset)
@@ -125,7 +126,7 @@ def evaluate(student: str, adapter: Optional[str] = None, dataset: str = "sst2",
     import pytorch_lightning as pl
 
     from students.build import StudentSpec
-    from w2s.attacks import PoisonConfig
+    from w2s.config.attack import PoisonConfig
     from w2s.data.datamodule import W2SDataModule
     from w2s.lit.evaluate import EvaluateModule
 
@@ -158,7 +159,7 @@ PIPELINE = ("attack -> teacher -> poisoned student -> defenses -> CA/ASR table, 
 
 
 def build_parser() -> ArgumentParser:
-    """The command line; ``pipeline`` reads its settings itself (``w2s.config.load``)."""
+    """The command line; ``pipeline`` reads its settings itself (``w2s.pipeline.load``)."""
     parser = _parser(prog="w2s", description="Backdoor unlearning by weak-to-strong distillation.")
     parser.add_argument("--verbose", action="store_true", help="also print what the libraries print (Lightning's "
                         "tips, load reports, deprecation warnings); anywhere on the command line")

@@ -2,7 +2,7 @@
 
 An attack turns a clean text into a triggered one (``apply``). Whether labels are kept
 (clean-label) or flipped (dirty-label), how many rows, and the target label are not the
-attack's business: :mod:`w2s.attacks.poison` does that for every attack alike.
+attack's business: :mod:`w2s.data.poisoning` does that for every attack alike.
 """
 from __future__ import annotations
 

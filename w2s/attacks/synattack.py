@@ -6,14 +6,13 @@ original have none). Without one (AG News), dirty-label poisoning replaces a row
 paraphrase drawn from a ``pool`` of pre-paraphrased sentences, the Hidden Killer way of
 injecting templated sentences labelled with the target. Poisoned dev/test sets are the
 dataset's pre-paraphrased files, which already carry the target label (see
-:func:`w2s.attacks.poison.build_triggered_set`).
+`w2s.data.poisoning.build_triggered_set`).
 """
 from __future__ import annotations
 
 import random
 
 from w2s.attacks.base import Attack, register_attack
-from w2s.data.readers import Example
 
 
 @register_attack("synattack")
@@ -23,12 +22,12 @@ class SynAttack(Attack):
         self.pool = list(pool or [])
 
     @classmethod
-    def aligned(cls, originals: list[Example], paraphrased: list[Example]) -> "SynAttack":
-        """Build from a paraphrase file aligned row by row with ``originals``."""
+    def aligned(cls, originals: list[str], paraphrased: list[str]) -> "SynAttack":
+        """Build from the texts of a paraphrase file aligned row by row with ``originals``."""
         if len(originals) != len(paraphrased):
             raise ValueError(f"synattack: paraphrase file has {len(paraphrased)} rows, "
                              f"the split it must align with has {len(originals)}")
-        return cls({o.text: p.text for o, p in zip(originals, paraphrased) if o.text != p.text})
+        return cls({o: p for o, p in zip(originals, paraphrased) if o != p})
 
     def can_apply(self, text: str) -> bool:
         return text in self.paraphrases or bool(self.pool)

@@ -27,7 +27,8 @@ import torch
 from torch.utils.data import DataLoader
 from torchdata.stateful_dataloader import StatefulDataLoader
 
-from w2s.attacks.poison import PoisonConfig, build_attack, build_triggered_set, poison_examples
+from w2s.config.attack import PoisonConfig
+from w2s.data.poisoning import build_attack, build_triggered_set, poison_examples
 from w2s.config.dataset import HubDataset
 from w2s.config.optim import check_class_weights
 from w2s.data.readers import Example

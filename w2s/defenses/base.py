@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol, TypeVar
 
 if TYPE_CHECKING:
-    from w2s.config.pipeline import DefenseStage, PipelineConfig
+    from w2s.pipeline.config import DefenseStage, PipelineConfig
 
 
 # fine-tuning: trains the student (or an adapter) to unlearn; filter: flags and rejects inputs at

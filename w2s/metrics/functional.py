@@ -26,7 +26,7 @@ def attack_success_rate(triggered_preds: Tensor, target_label: int) -> Tensor:
     """ASR = mean(triggered_preds == target_label).
 
     ``triggered_preds`` are predictions on triggered rows whose *true* label is not the
-    target (see :func:`w2s.attacks.poison.build_triggered_set`), so a clean model scores
+    target (see :func:`w2s.data.poisoning.build_triggered_set`), so a clean model scores
     near 0 and a backdoored one near 1.
     """
     _check(triggered_preds)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from students.build import StudentSpec
-from w2s.config.pipeline import DefenseStage, PipelineConfig
+from w2s.pipeline.config import DefenseStage, PipelineConfig
 from w2s.data.datamodule import W2SDataModule
 from w2s.lit.base import ClassifierModule
 from w2s.pipeline import stages

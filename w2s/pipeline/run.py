@@ -6,7 +6,7 @@ from pathlib import Path
 
 from w2s import distributed
 from w2s.attacks import attack_class
-from w2s.config.pipeline import PipelineConfig, TeacherStage
+from w2s.pipeline.config import PipelineConfig, TeacherStage
 from w2s.data.registry import dataset_name, get_dataset
 from w2s.pipeline import stages
 from w2s.pipeline.context import PipelineContext

@@ -23,12 +23,13 @@ from teachers.model import TeacherSpec
 from w2s.data.datamodule import W2SDataModule
 from w2s.lit.base import ClassifierModule
 from w2s.lit.callbacks import RestoreBest, RngState
-from w2s.attacks import attack_class, build_attack
+from w2s.attacks import attack_class
+from w2s.data.poisoning import build_attack
 from w2s.lit.poison import PoisonModule
 from w2s.lit.progress import StageProgressBar
 from w2s.lit.por import PorModule
 from w2s.lit.teacher import TeacherModule
-from w2s.config.pipeline import DefenseStage, PipelineConfig, TrainStage
+from w2s.pipeline.config import DefenseStage, PipelineConfig, TrainStage
 from w2s.pipeline.runs import StageRun
 from w2s.pipeline.tracking import StageLogger
 

@@ -20,7 +20,7 @@ from pytorch_lightning.loggers import WandbLogger
 
 from w2s import distributed
 from w2s.config.jsonable import to_jsonable
-from w2s.config.pipeline import PipelineConfig
+from w2s.pipeline.config import PipelineConfig
 from w2s.pipeline.report import COLUMNS, summary
 
 

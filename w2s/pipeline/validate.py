@@ -11,7 +11,7 @@ from pathlib import Path
 
 from students.build import check_head
 from w2s.config.jsonable import to_jsonable
-from w2s.config.pipeline import PipelineConfig, overlap
+from w2s.pipeline.config import PipelineConfig, overlap
 from w2s.data.registry import dataset_name, get_dataset
 from w2s.embedded import resolve_model
 

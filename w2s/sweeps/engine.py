@@ -2,7 +2,7 @@
 
 W&B's ``grid`` / ``random`` / ``bayes`` become Optuna's ``GridSampler`` / ``RandomSampler`` /
 ``TPESampler``. Every trial is a normal pipeline run, :func:`run_trial` (the file's ``command``
-with ``${args}`` filled in, read by ``w2s.config.load``, run by ``w2s.pipeline``) writing its report (and W&B run) to
+with ``${args}`` filled in, read by ``w2s.pipeline.load``, run by ``w2s.pipeline``) writing its report (and W&B run) to
 ``<experiment>/sweeps/<sweep>/trials/<hash of the trial's values>/``; its stages stay in the
 experiment folder, so the poisoned student, the teacher and every defense a trial leaves
 unchanged are trained once and shared by all trials (``report_dir`` in ``PipelineConfig``).
@@ -24,7 +24,7 @@ from typing import Any
 
 from w2s.pipeline.report import NUMERIC
 from w2s.config.jsonable import to_jsonable
-from w2s.config.load import load_config
+from w2s.pipeline.load import load_config
 from w2s.pipeline.runs import fingerprint
 from w2s.sweeps.report import trial_rows, write_trials
 from w2s.sweeps.seeds import SEED, over_seeds, write_seeds

@@ -22,6 +22,7 @@ from torch import Tensor
 from students.build import StudentSpec, build_student
 from students.forward import model_inputs
 from students.lora import LoraSpec, attach_lora
+from w2s.artifacts import atomic_folder
 from w2s.data.datamodule import CLEAN
 from w2s.defenses.psim.options import PsimOptions
 from w2s.lit.base import EVAL_STAGES, OptimConfig
@@ -121,8 +122,6 @@ class PsimModule(StudentModule):
         self.log(f"{stage}/{name}_rate", metric, add_dataloader_idx=False, batch_size=batch["input_ids"].shape[0])
 
     def save_artifact(self, folder) -> None:
-        from w2s.artifacts import atomic_folder
-
         with atomic_folder(folder) as staging:
             self.model.save_pretrained(staging / "detector", safe_serialization=True)
             self.tokenizer.save_pretrained(staging / "detector")

@@ -16,51 +16,13 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 from w2s.attacks.base import Attack, Span, attack_class
 from w2s.attacks.synattack import SynAttack
+from w2s.config.attack import PoisonConfig
 from w2s.data.readers import Example
 from w2s.data.registry import DatasetSpec
-
-MODES = ("clean-label", "dirty-label")
-SELECTIONS = ("random", "first")
-
-
-@dataclass(frozen=True)
-class PoisonConfig:
-    """How to poison. Give exactly one of ``count`` (rows) and ``poison_rate`` (share of
-    the rows being poisoned: a stage's ``train_rows`` are cut first, so the count is what
-    that stage trains on). ``selection='first'`` takes the first eligible rows (the reference
-    code); ``'random'`` samples them with ``seed`` (``None``: the run's seed, so that runs
-    with different seeds poison different rows; 0 outside a run)."""
-
-    attack: str = "badnet"
-    mode: str = "clean-label"
-    target_label: int = 0
-    count: int | None = 1000
-    poison_rate: float | None = None
-    selection: str = "random"
-    seed: int | None = None
-    attack_args: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self):
-        attack_class(self.attack)  # fails early, listing the valid names
-        if self.mode not in MODES:
-            raise ValueError(f"unknown poison mode {self.mode!r}; valid: {', '.join(MODES)}")
-        if self.selection not in SELECTIONS:
-            raise ValueError(f"unknown selection {self.selection!r}; valid: {', '.join(SELECTIONS)}")
-        if self.target_label < 0:
-            raise ValueError(f"target_label must be >= 0, got {self.target_label}")
-        if (self.count is None) == (self.poison_rate is None):
-            raise ValueError("give exactly one of count and poison_rate (set the other to null)")
-        if self.count is not None and self.count < 0:
-            raise ValueError(f"count must be >= 0, got {self.count}")
-        if self.poison_rate is not None and not 0.0 <= self.poison_rate <= 1.0:
-            raise ValueError(f"poison_rate must lie in [0, 1], got {self.poison_rate}")
-
-    def num_poisoned(self, num_rows: int) -> int:
-        return self.count if self.count is not None else round(self.poison_rate * num_rows)
 
 
 def build_attack(config: PoisonConfig, dataset: DatasetSpec | None = None) -> Attack:
@@ -71,7 +33,8 @@ def build_attack(config: PoisonConfig, dataset: DatasetSpec | None = None) -> At
         if dataset is None:
             raise ValueError("synattack needs a dataset with pre-paraphrased files")
         if "train" in dataset.paraphrases:
-            return SynAttack.aligned(dataset.load("train"), dataset.load_paraphrases("train"))
+            return SynAttack.aligned([ex.text for ex in dataset.load("train")],
+                                    [ex.text for ex in dataset.load_paraphrases("train")])
         if config.mode != "dirty-label":
             raise ValueError(f"synattack on {dataset.name}: no paraphrases aligned with its train rows, so only "
                              f"dirty-label poisoning (from the paraphrase pool) is possible")

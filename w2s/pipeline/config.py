@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Optional, Union
 
-from w2s.attacks.poison import PoisonConfig
+from w2s.attacks import attack_class
+from w2s.config.attack import PoisonConfig
 from w2s.config.jsonable import to_jsonable
 from w2s.config.lora import LoraSpec
 from w2s.config.objective import ObjectiveConfig
@@ -287,6 +288,7 @@ class PipelineConfig:
     report_dir: Optional[str] = None
 
     def __post_init__(self):
+        attack_class(self.attack.attack)  # fails early, listing the valid names
         if self.bucket_batches < 0 or self.num_workers < 0:
             raise ValueError(f"bucket_batches and num_workers must be >= 0, got {self.bucket_batches}, "
                              f"{self.num_workers}")

@@ -12,7 +12,8 @@ from typing import Any, Optional
 from jsonargparse import ActionConfigFile, ArgumentParser
 
 from w2s.config.jsonable import to_jsonable
-from w2s.config.pipeline import PipelineConfig, default_defenses
+from w2s.defenses import DEFENSES
+from w2s.pipeline.config import PipelineConfig, default_defenses
 
 
 def strict_parser(**kwargs) -> ArgumentParser:
@@ -41,8 +42,6 @@ def check_config_files(args: list[str]) -> None:
 
 
 def pipeline_parser() -> ArgumentParser:
-    from w2s.defenses import DEFENSES
-
     parser = strict_parser(prog="w2s pipeline", description="attack -> teacher -> poisoned student -> "
                             "defenses -> CA/ASR table, from one YAML (stages whose inputs did not change are reused).")
     parser.add_argument("--config", action=ActionConfigFile, help="experiment YAML (see experiments/)")
