@@ -180,7 +180,7 @@ def data_module(task: Path, student: Path, teacher: Path, batch_size: int, bucke
     from w2s.data.datamodule import W2SDataModule
 
     return W2SDataModule(str(task), tokenizer=str(student), teacher_tokenizer=str(teacher / "encoder"),
-                         attack=PoisonConfig(), max_length=128, batch_size=batch_size, eval_rows=8,
+                         attack=PoisonConfig(), max_length=128, batch_size=batch_size, max_eval_rows=8,
                          bucket_batches=bucket_batches)
 
 

@@ -8,7 +8,7 @@ import sys
 
 from w2s.cli import main
 
-BACKDOOR = dict(attack="badnet", mode="dirty-label", target_label=0, count=None, poison_rate=0.15)
+BACKDOOR = dict(name="badnet", mode="dirty-label", target_label=0, count=None, poison_rate=0.15)
 
 
 def make_trainer(max_epochs: int = 1, callbacks=(), **kwargs):
@@ -24,7 +24,7 @@ def tiny_args(models, runs, rows=(0, 48), defense_rows=(48, 96)):
     path has its own test with a 64-wide one)."""
     return ["--runs_dir", str(runs), "--student.name", models["llama"], "--teacher.model", models["bert"],
             "--poison.train_rows", json.dumps(list(rows)), "--teacher.train_rows", json.dumps(list(rows)),
-            "--defense_rows", json.dumps(list(defense_rows)), "--eval_rows", "24", "--max_length", "24",
+            "--defense_rows", json.dumps(list(defense_rows)), "--max_eval_rows", "24", "--max_length", "24",
             "--poison.epochs", "1", "--teacher.epochs", "1", "--trainer.accelerator", "cpu",
             "--trainer.progress_bar", "false", "--trainer.precision", "null",
             "--attack.count", "5", "--attack.poison_rate", "null", "--poison.dataset", "null",

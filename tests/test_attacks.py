@@ -70,7 +70,7 @@ def test_clean_label_counts_and_labels():
 
 def test_dirty_label_rate_relabels_non_target_rows():
     rows = corpus(n=300, num_labels=3)
-    split = poison_examples(rows, InSent(), PoisonConfig(attack="insent", mode="dirty-label", target_label=2,
+    split = poison_examples(rows, InSent(), PoisonConfig(name="insent", mode="dirty-label", target_label=2,
                                                          count=None, poison_rate=0.1))
     assert len(split.poisoned_indices) == 30
     for i in split.poisoned_indices:
@@ -135,10 +135,10 @@ def test_triggered_set_uses_only_non_target_rows():
 
 def test_synattack_aligned_and_pre_paraphrased_files():
     sst2 = get_dataset("sst2")
-    attack = build_attack(PoisonConfig(attack="synattack"), sst2)
+    attack = build_attack(PoisonConfig(name="synattack"), sst2)
     assert isinstance(attack, SynAttack) and len(attack.paraphrases) == 1382  # 1383 rows, one duplicate sentence
     train = sst2.load("train")
-    split = poison_examples(train, attack, PoisonConfig(attack="synattack", mode="dirty-label", target_label=1,
+    split = poison_examples(train, attack, PoisonConfig(name="synattack", mode="dirty-label", target_label=1,
                                                         count=100))
     for i in split.poisoned_indices:
         assert train[i].label == 0 and split.examples[i].label == 1
@@ -160,8 +160,8 @@ def test_synattack_aligned_and_pre_paraphrased_files():
 def test_synattack_without_aligned_train_file_uses_the_pool():
     agnews = get_dataset("agnews")
     with pytest.raises(ValueError, match="only dirty-label poisoning"):
-        build_attack(PoisonConfig(attack="synattack"), agnews)
-    config = PoisonConfig(attack="synattack", mode="dirty-label", count=50)
+        build_attack(PoisonConfig(name="synattack"), agnews)
+    config = PoisonConfig(name="synattack", mode="dirty-label", count=50)
     attack = build_attack(config, agnews)
     pool = set(attack.pool)
     train = agnews.load("train")
@@ -201,7 +201,7 @@ def test_poisoned_rows_follow_the_run_seed():
     assert PipelineConfig(seed=3).attack.seed == 3                                   # None: the run's seed
     assert PipelineConfig(seed=3, attack=PoisonConfig(seed=5)).attack.seed == 5      # unless pinned
     sst2 = get_dataset("sst2")
-    train, attack = sst2.load("train")[:500], build_attack(PoisonConfig(attack="badnet"), sst2)
+    train, attack = sst2.load("train")[:500], build_attack(PoisonConfig(name="badnet"), sst2)
     rows = {seed: poison_examples(train, attack, PoisonConfig(count=20, seed=seed)).poisoned_indices
             for seed in (0, 1)}
     assert rows[0] != rows[1]

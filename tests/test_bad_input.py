@@ -15,7 +15,7 @@ CASES = [  # (extra arguments, YAML appended to the config, what the line must s
     (["--student.quantization", "3bit"], "", "unknown student.quantization '3bit'"),
     (["--student.attn_implementation", "nope"], "", "unknown attn_implementation 'nope'"),
     (["--attack.poison_rate", "2", "--attack.count", "null"], "", "attack: poison_rate must lie in [0, 1], got 2.0"),
-    (["--attack.attack", "nope"], "", "unknown attack 'nope'"),
+    (["--attack.name", "nope"], "", "unknown attack 'nope'"),
     (["--attack.mode", "sideways"], "", "unknown poison mode 'sideways'"),
     (["--poison.keep", "sometimes"], "", "unknown keep 'sometimes'"),
     (["--defenses.w2s.objective.fa=-1"], "", "defenses.w2s: loss weight fa must be >= 0"),
@@ -38,7 +38,7 @@ CASES = [  # (extra arguments, YAML appended to the config, what the line must s
     (["--defense_rows", "[300, 900]"], "", "defense_rows: [300, 900] is not a range"),
     (["--defense_dev_rows", "[60, 100]"], "", "defense_dev_rows [60, 100] overlap defense_rows [48, 96]"),
     (["--defense_rows", "[40, 96]"], "", "defense_rows: [40, 96] overlap poison.train_rows [0, 48] of"),
-    (["--eval_rows", "-5"], "", "eval_rows >= 1 (or null: every row), got 24, 64, -5"),
+    (["--max_eval_rows", "-5"], "", "max_eval_rows >= 1 (or null: every row), got 24, 64, -5"),
     (["--teacher.train_rows", "[50, 10]"], "", "teacher: train_rows: [50, 10] is not a range [start, stop)"),
     (["--defenses.w2s.objective.temperature=0"], "", "defenses.w2s: temperature must be > 0, got 0.0"),
     (["--defenses.w2s.lora.alpha=-3"], "", "defenses.w2s: LoRA alpha must be >= 1 (or null: alpha = r), got -3"),
@@ -124,7 +124,7 @@ def test_an_adapter_made_for_another_base_model_is_refused(tmp_path, task, model
     attach_lora(AutoModelForSequenceClassification.from_pretrained(other, num_labels=4), LoraSpec(r=4)) \
         .save_pretrained(tmp_path / "adapter")
     assert main(["evaluate", "--student", models["llama"], "--adapter", str(tmp_path / "adapter"), "--dataset", task,
-                 "--eval_rows", "8"]) == 2
+                 "--max_eval_rows", "8"]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("error: adapter:") and "was made for another base model" in err and "size mismatch" in err
 

@@ -26,7 +26,7 @@ DEFENSES = ("defenses:\n  lora: {epochs: 2, lr: 3.0e-3, lora: {r: 4, dropout: 0}
             "  psim: {epochs: 2, lr: 3.0e-3, lora: {r: 4, dropout: 0}, options: {module: lora, false_alarm: 0.3}}\n")
 LEARN = ["--poison.train_rows", "[0, 192]", "--teacher.train_rows", "[0, 192]", "--defense_rows", "[192, 288]",
          "--poison.epochs", "3", "--teacher.epochs", "3", "--poison.lr", "3e-3", "--teacher.lr", "3e-3",
-         "--eval_rows", "64", "--bucket_batches", "2"]  # length buckets: shared out like any batch
+         "--max_eval_rows", "64", "--bucket_batches", "2"]  # length buckets: shared out like any batch
 RESUMED_DEFENSES = "defenses:\n  w2s: {epochs: 3, batch_size: 4, keep: last, lora: {r: 4, dropout: 0}, objective: {kd: 1, fa: 1}}\n"
 STAGES = ("poisoned", "teacher", "defenses/lora", "defenses/w2s", "defenses/obliviate", "defenses/fine-mixing",
           "defenses/psim")
@@ -118,8 +118,8 @@ def test_pipeline_in_two_processes_matches_one(tmp_path, one_process, strategy):
     assert rerun.returncode == 0 and rerun.stdout.count("up to date, reused") == len(STAGES), rerun.stderr[-2000:]
 
 
-POR = ["--attack.attack", "por", "--poison.train_rows", "[0, 96]", "--defense_rows", "[96, 160]", "--poison.epochs", "2",
-       "--poison.lr", "3e-3", "--eval_rows", "16", "--poison.head.epochs", "2"]
+POR = ["--attack.name", "por", "--poison.train_rows", "[0, 96]", "--defense_rows", "[96, 160]", "--poison.epochs", "2",
+       "--poison.lr", "3e-3", "--max_eval_rows", "16", "--poison.head.epochs", "2"]
 POR_DEFENSES = "defenses:\n  lora: {epochs: 1, lr: 3.0e-3, lora: {r: 4, dropout: 0}}\n"
 
 
@@ -182,7 +182,7 @@ def test_each_process_loads_its_share_of_the_rows(task, models):
     from w2s.data.datamodule import W2SDataModule
 
     def rows(rank):
-        data = W2SDataModule(task, tokenizer=models["llama"], train_rows=(0, 40), eval_rows=30, batch_size=8)
+        data = W2SDataModule(task, tokenizer=models["llama"], train_rows=(0, 40), max_eval_rows=30, batch_size=8)
         data.trainer = SimpleNamespace(global_rank=rank, world_size=2)
         data.setup("fit")
         loaders = {"train": [data.train_dataloader()], "teacher": [data.teacher_dataloader()],

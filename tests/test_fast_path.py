@@ -74,12 +74,12 @@ def test_length_buckets_refuse_bad_settings():
         LengthBuckets(EpochPermutation(10, 0), [1] * 9, 4, 2)
 
 
-@pytest.mark.parametrize("attack", [dict(attack="badnet", mode="dirty-label", count=None, poison_rate=0.2),
-                                    dict(attack="por", mode="dirty-label", count=None, poison_rate=0.2)])
+@pytest.mark.parametrize("attack", [dict(name="badnet", mode="dirty-label", count=None, poison_rate=0.2),
+                                    dict(name="por", mode="dirty-label", count=None, poison_rate=0.2)])
 def test_batches_of_token_ids_made_once_equal_tokenising_each_batch(task, models, attack):
     """Every id field (student left-padded, teacher right-padded, clean and triggered twins)."""
     data = W2SDataModule(task, tokenizer=models["llama"], teacher_tokenizer=models["bert"],
-                         attack=PoisonConfig(**attack), poison_train=True, train_rows=(0, 60), eval_rows=40,
+                         attack=PoisonConfig(**attack), poison_train=True, train_rows=(0, 60), max_eval_rows=40,
                          batch_size=8, max_length=9, bucket_batches=2)
     data.setup("fit")
     loaders = [data.train_dataloader(), data.teacher_dataloader(), *data.val_dataloader(), *data.test_dataloader()]
@@ -100,13 +100,13 @@ def test_batches_of_token_ids_made_once_equal_tokenising_each_batch(task, models
                                    max_length=9, return_tensors="pt")
                 assert torch.equal(batch[ids], direct["input_ids"])
                 assert torch.equal(batch[f"{prefix}attention_mask"], direct["attention_mask"])
-    assert seen == set(fields) - ({"triggered_input_ids"} if attack["attack"] == "badnet" else set())
+    assert seen == set(fields) - ({"triggered_input_ids"} if attack["name"] == "badnet" else set())
     assert data.tokenizer.padding_side == "left" and data.teacher_tokenizer.padding_side == "right"
     assert max(batch["input_ids"].shape[1] for batch in data.train_dataloader()) == 9  # truncated
 
 
 def test_evaluation_rows_come_longest_first(task, models):
-    data = W2SDataModule(task, tokenizer=models["llama"], eval_rows=50, batch_size=8)
+    data = W2SDataModule(task, tokenizer=models["llama"], max_eval_rows=50, batch_size=8)
     data.setup("fit")
     widths = [batch["input_ids"].shape[1] for batch in data.test_dataloader()[0]]
     assert widths == sorted(widths, reverse=True) and widths[0] > widths[-1]
@@ -213,7 +213,7 @@ def test_the_training_step_never_reads_a_tensor_on_the_host(task, trained, monke
     module = UnlearnModule(StudentSpec(trained["student"]), teacher=trained["teacher"], lora=LoraSpec(r=4),
                            objective=ObjectiveConfig(**objective), num_labels=4, optim=OptimConfig(lr=1e-3))
     data = W2SDataModule(task, tokenizer=trained["student"], teacher_tokenizer=str(Path(trained["teacher"]) / "encoder"),
-                         train_rows=(0, 96), eval_rows=16, batch_size=16, bucket_batches=2)
+                         train_rows=(0, 96), max_eval_rows=16, batch_size=16, bucket_batches=2)
     make_trainer(1, callbacks=[reads.callback], limit_val_batches=1).fit(module, data)
     assert module.global_step == 6 and reads.calls == []
 

@@ -105,7 +105,7 @@ def test_schedule_and_layer_reach_the_unlearning_step(trained, task, monkeypatch
     module = unlearn.UnlearnModule(StudentSpec(trained["student"]), trained["teacher"], num_labels=4,
                                    objective=ObjectiveConfig(ce=1.0, kd=1.0, fa=1.0, fa_layer=1, schedule="warmup"))
     data = W2SDataModule(task, tokenizer=trained["student"], teacher_tokenizer=f"{trained['teacher']}/encoder",
-                         attack=PoisonConfig(attack="badnet"), train_rows=(0, 32), batch_size=16)
+                         attack=PoisonConfig(name="badnet"), train_rows=(0, 32), batch_size=16)
     make_trainer(1, limit_val_batches=0).fit(module, data)
     assert layers == [1, 1] and progress == [0.0, 0.5]                               # 2 steps of 16 rows
 
@@ -181,7 +181,7 @@ def test_fitted_target_maps_the_teacher_onto_the_student(trained, task):
         module = UnlearnModule(StudentSpec(trained["student"]), trained["teacher"], num_labels=4,
                                objective=ObjectiveConfig(ce=1.0, kd=1.0, fa=1.0, **objective))
         data = W2SDataModule(task, tokenizer=trained["student"], teacher_tokenizer=f"{trained['teacher']}/encoder",
-                             attack=PoisonConfig(attack="badnet"), train_rows=(0, 32), batch_size=16)
+                             attack=PoisonConfig(name="badnet"), train_rows=(0, 32), batch_size=16)
         make_trainer(1, limit_train_batches=0, limit_val_batches=0).fit(module, data)
         return module, data
 

@@ -23,7 +23,7 @@ def test_teacher_learns_the_clean_task(trained):
 
 
 def test_datamodule_batches_and_eval_sets(task, trained):
-    data = unlearn_data(task, trained, train_rows=(0, 100), eval_rows=40)
+    data = unlearn_data(task, trained, train_rows=(0, 100), max_eval_rows=40)
     data.setup("fit")
     batch = next(iter(data.train_dataloader()))
     assert set(batch) == {"index", "labels", "input_ids", "attention_mask", "teacher_input_ids",

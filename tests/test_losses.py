@@ -131,10 +131,10 @@ def test_objective_ce_term_uses_the_class_weights():
 
 
 def test_every_configured_term_is_computed_and_the_defaults_are_neutral():
-    from w2s.config.objective import TERM_NAMES
+    from w2s.config.objective import TERM_NEEDS
     from w2s.lit import UnlearnModule
     from w2s.losses import TERMS
 
-    assert set(TERMS) == set(TERM_NAMES)
+    assert set(TERMS) == set(TERM_NEEDS)
     assert ObjectiveConfig().terms == ("ce",) and not ObjectiveConfig().needs_teacher
     assert UnlearnModule().objective.terms == ("ce",)                 # works with its defaults: clean LoRA

@@ -28,7 +28,7 @@ def test_pipeline_end_to_end_then_reuse(tmp_path, task, models, capsys):
     assert (root / "frontier.png").stat().st_size > 1000 and "frontier.png" in out
     assert "| w2s |" in out and out.count("training") == 4
     manifest = load_manifest(root / "defenses" / "w2s")
-    assert {"key", "config", "inputs", "seed", "versions", "metrics", "wall_time_s", "peak_memory_mb"} <= set(manifest)
+    assert {"key", "config", "inputs", "seed", "versions", "metrics", "wall_s", "peak_memory_mb"} <= set(manifest)
     assert set(manifest["inputs"]) >= {"poisoned", "teacher"}
     assert (root / "defenses" / "w2s" / "model" / "adapter" / "adapter_model.safetensors").is_file()
     assert (root / "poisoned" / "logs" / "metrics.csv").is_file()
@@ -62,9 +62,9 @@ def test_interrupted_stage_leaves_no_artifact(tmp_path, task, models, monkeypatc
 
 
 @pytest.mark.parametrize("text, message", [
-    ("attack: {attack: nope}\n", "unknown attack 'nope'"),
+    ("attack: {name: nope}\n", "unknown attack 'nope'"),
     ("teacher: {epochz: 3}\n", "epochz"),
-    ("eval_rows: many\n", "eval_rows"),
+    ("max_eval_rows: many\n", "max_eval_rows"),
     ("wandb: {mode: sometimes}\n", "unknown wandb.mode"),
     ("trainer: {devices: 2}\n", "several processes start from the command line"),
 ])
@@ -81,11 +81,15 @@ def test_row_range_past_the_data_fails_before_training(tmp_path, task, models, c
 
 
 def test_print_config_and_help(capsys):
+    from w2s.pipeline.reference import BASE, REFERENCE, base_yaml, reference
+
     assert main(["pipeline", "--print_config"]) == 0
     printed = capsys.readouterr().out
     assert "defenses:" in printed and "normalize_features: true" in printed
-    base = (Path(__file__).resolve().parents[1] / "experiments" / "base.yaml").read_text()
-    assert [l for l in base.splitlines() if l and not l.startswith("#")] == printed.strip().splitlines()
+    stale = "is out of date with the settings' definitions: run python -m w2s.pipeline.reference"
+    assert BASE.read_text() == base_yaml(), f"experiments/base.yaml {stale}"
+    assert REFERENCE.read_text() == reference(), f"docs/config.md {stale}"
+    assert [l for l in BASE.read_text().splitlines() if l and not l.startswith("#")] == printed.strip().splitlines()
     assert main(["--help"]) == 0
     listed = capsys.readouterr().out
     assert all(cmd in listed for cmd in ("data", "pipeline", "evaluate", "teacher", "poison", "unlearn"))
@@ -107,7 +111,7 @@ def test_report_marks_collapse_weak_backdoor_and_na():
     def manifest(ca, asr, share, cc=None, info=None):
         return {"metrics": {"ca": ca, "asr": asr, "majority_share": share, "asr_clean_correct": cc,
                             "balanced_accuracy": 0.5, "macro_f1": 0.4}, "info": info or {},
-                "trainable_params": 10, "wall_time_s": 1.0}
+                "trainable_params": 10, "wall_s": 1.0}
 
     manifests = {"poisoned": manifest(0.7, 1.0, 0.6, 0.9), "lora": manifest(0.7, 0.3, 1.0),
                  "w2s": manifest(0.8, 0.1, 0.7, info={"asr_clean_correct_na": "no triggered row is classified "
@@ -117,8 +121,12 @@ def test_report_marks_collapse_weak_backdoor_and_na():
     assert lines[1].startswith("warning: clean LoRA (lora) ends at ASR 0.300 < 0.5: the backdoor does not survive")
     assert lines[2] == "n/a: w2s's ASR (clean-correct): no triggered row is classified correctly when clean"
     table = markdown(result_rows(manifests))
-    assert "| lora | 0.700 | n/a | 0.500 | 0.400 | 0.300 | n/a |" in table and table.splitlines()[3].endswith("| collapsed |")
-    assert "nan" not in table
+    assert "| lora | 0.700 | 0.500 | 0.400 | 0.300 | n/a |" in table and table.splitlines()[3].endswith("| collapsed |")
+    assert "nan" not in table and "dev CA" not in table and "detection" not in table  # columns no row has
+    manifests["w2s"]["metrics"] |= {"dev_ca": 0.75, "detection_rate": 0.5}  # a filter's rate: a column of its own
+    header, _, *rows = markdown(result_rows(manifests)).splitlines()
+    assert header.startswith("| defense | CA | dev CA |") and "| detection |" in header
+    assert rows[1].startswith("| lora | 0.700 | n/a |") and "| 0.500 | n/a |" in rows[2]
     assert notes({"poisoned": manifests["poisoned"], "lora": manifest(0.7, 0.9, 0.6)}, ["lora"]) == []
 
 
@@ -192,7 +200,7 @@ def test_paper_config_is_the_reference_protocol(capsys):
     assert (poison["epochs"], poison["batch_size"], poison["gradient_clip_val"], poison["weight_decay"],
             poison["train_rows"]) == (5, 64, 1.0, 0.01, None)
     assert config["teacher"]["weight_decay"] == 0.01 and config["defenses"]["lora"]["lora"]["r"] == 512
-    assert config["attack"] | {"attack_args": {}} == {"attack": "badnet", "mode": "clean-label", "target_label": 0,
+    assert config["attack"] | {"attack_args": {}} == {"name": "badnet", "mode": "clean-label", "target_label": 0,
                                                       "count": 1000, "poison_rate": None, "selection": "first",
                                                       "seed": 0, "attack_args": {}}
     assert config["student"]["quantization"] == "4bit" and config["teacher"]["model"] == "bert-base-uncased"

@@ -52,7 +52,7 @@ def test_a_row_counts_once_when_any_of_its_triggers_wins():
 
 
 def test_por_triggers_every_row_once_per_trigger():
-    attack = build_attack(PoisonConfig(attack="por"))
+    attack = build_attack(PoisonConfig(name="por"))
     assert isinstance(attack, Por) and attack.task_agnostic
     rows = [Example("a fine film indeed", 0), Example("a poor film sadly", 1)]
     triggered = build_triggered_set(rows, attack, target_label=0)
@@ -73,7 +73,7 @@ def test_por_poisoning_moves_triggered_inputs_to_their_targets(models, task):
     from w2s.lit.por import PorModule
 
     pl.seed_everything(0)
-    config = PoisonConfig(attack="por")
+    config = PoisonConfig(name="por")
     data = W2SDataModule(task, tokenizer=models["llama"], attack=config, poison_train=True, batch_size=16,
                          train_rows=(0, 160))
     module = PorModule(StudentSpec(models["llama"]), build_attack(config), OptimConfig(lr=3e-3))
@@ -124,7 +124,7 @@ def test_the_token_level_term_keeps_other_tokens_near_the_model_before_poisoning
 
     def drift(token_weight):
         pl.seed_everything(0)
-        config = PoisonConfig(attack="por", attack_args={"token_weight": token_weight})
+        config = PoisonConfig(name="por", attack_args={"token_weight": token_weight})
         data = W2SDataModule(task, tokenizer=models["llama"], attack=config, poison_train=True, batch_size=16,
                              train_rows=(0, 96))
         module = PorModule(StudentSpec(models["llama"]), build_attack(config), OptimConfig(lr=3e-3))

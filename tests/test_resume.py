@@ -59,7 +59,7 @@ def test_a_killed_por_stage_resumes_with_its_reference_states(tmp_path, task, mo
     its checkpoint (recomputing them from the restored, partly poisoned weights moved the
     target, and the resumed model ended elsewhere)."""
     config = write_config(tmp_path, task, defenses="defenses:\n  lora: {epochs: 1, lora: {r: 4}}\n")
-    por = ["--attack.attack", "por", "--poison.batch_size", "4", "--poison.epochs", "3", "--poison.lr", "3e-3",
+    por = ["--attack.name", "por", "--poison.batch_size", "4", "--poison.epochs", "3", "--poison.lr", "3e-3",
            "--trainer.checkpoint_every", "5"]
     args = lambda runs: ["--config", str(config), *tiny_args(models, tmp_path / runs), *por]  # noqa: E731
     kill_during("por", args("runs"), tmp_path)

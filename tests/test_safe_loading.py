@@ -53,5 +53,5 @@ def test_a_pickled_adapter_is_refused(tmp_path, task, models, capsys):
     marker = tmp_path / "ran"
     torch.save({"lora": Payload(marker)}, adapter / "adapter_model.bin")
     assert main(["evaluate", "--student", models["llama"], "--adapter", str(adapter), "--dataset", task,
-                 "--eval_rows", "8"]) == 2
+                 "--max_eval_rows", "8"]) == 2
     assert "no adapter_model.safetensors" in capsys.readouterr().err and not marker.exists()

@@ -11,8 +11,8 @@ from w2s.data.datamodule import W2SDataModule
 
 
 def test_blind_datamodule_validates_on_held_out_clean_rows_only(task, models):
-    data = W2SDataModule(task, tokenizer=models["llama"], attack=PoisonConfig(attack="badnet"), train_rows=(0, 100),
-                         dev_rows=(300, 340), eval_rows=30)
+    data = W2SDataModule(task, tokenizer=models["llama"], attack=PoisonConfig(name="badnet"), train_rows=(0, 100),
+                         dev_rows=(300, 340), max_eval_rows=30)
     data.setup("fit")
     train = data.spec.load("train")
     (dev,) = data.eval_sets["dev"]                                   # one loader: clean rows
@@ -20,7 +20,7 @@ def test_blind_datamodule_validates_on_held_out_clean_rows_only(task, models):
     assert all(set(row) == {"index", "text", "label", "input_ids"} for row in dev)
     assert len(data.eval_sets["test"]) == 2                          # ASR is still measured on test
     assert "dev" not in data.trigger_kept                            # no triggered dev rows were built
-    blind = W2SDataModule(task, tokenizer=models["llama"], attack=PoisonConfig(attack="badnet"), blind=True, eval_rows=30)
+    blind = W2SDataModule(task, tokenizer=models["llama"], attack=PoisonConfig(name="badnet"), blind=True, max_eval_rows=30)
     blind.setup("fit")
     assert [row["text"] for row in blind.eval_sets["dev"][0]] == [ex.text for ex in blind.spec.load("dev")[:30]]
 

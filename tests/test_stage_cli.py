@@ -13,7 +13,7 @@ TRAINER = ["--trainer.max_epochs", "1", "--trainer.accelerator", "cpu", "--train
 
 
 def test_stage_commands_train_and_save(task, models, tmp_path, capsys):
-    data = ["--data.dataset", task, "--data.eval_rows", "16", "--data.batch_size", "8",
+    data = ["--data.dataset", task, "--data.max_eval_rows", "16", "--data.batch_size", "8",
             "--trainer.default_root_dir", str(tmp_path)]  # LightningCLI writes config.yaml there
     teacher = tmp_path / "teacher"
     assert main(["teacher", "fit", "--model.teacher.name", models["bert"], "--model.teacher.student", models["llama"],
@@ -32,7 +32,7 @@ def test_stage_commands_train_and_save(task, models, tmp_path, capsys):
     assert "objective:" in (tmp_path / "config.yaml").read_text()  # the resolved unlearn config
     capsys.readouterr()
     assert main(["evaluate", "--student", str(poisoned), "--adapter", str(defended / "adapter"),
-                 "--dataset", task, "--eval_rows", "16"]) == 0
+                 "--dataset", task, "--max_eval_rows", "16"]) == 0
     line = capsys.readouterr().out.strip().splitlines()[-1]
     assert line.startswith(f"{poisoned} + {defended / 'adapter'} on {task} / badnet (target 0): CA ")
 
@@ -42,7 +42,7 @@ def test_stage_print_config_and_errors(models, capsys):
     assert "objective:" in capsys.readouterr().out
     assert main(["unlearn", "fit", "--model.objective.kd", "lots"]) == 2
     assert "kd" in capsys.readouterr().err
-    assert main(["poison", "fit", "--data.attack.attack", "nope", "--trainer.accelerator", "cpu"]) == 2
+    assert main(["poison", "fit", "--data.attack.name", "nope", "--trainer.accelerator", "cpu"]) == 2
     assert "unknown attack 'nope'" in capsys.readouterr().err
 
 

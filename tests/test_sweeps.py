@@ -136,7 +136,7 @@ def test_failed_trial_is_recorded_and_counted(tmp_path, fake_pipeline):
     ({"method": "hyperband"}, "method: 'hyperband' is not one of grid, random, bayes"),
     ({"metric": {"name": "w2s/loss"}}, "metric.name 'w2s/loss' is not <stage>/<column>"),
     ({"metric": {"name": "kd/asr"}}, "stage one of poisoned, teacher, lora, w2s"),
-    ({"metric": {"name": "w2s/asr_clean_correct"}}, "ranks trials by ASR on the test rows the results report"),
+    ({"metric": {"name": "w2s/asr_clean_correct"}}, "ranks trials by a metric of the triggered test rows the results report"),
     ({"parameters": {"defenses.w2s.objective.fa": {"values": [1.0]}}}, "needs dev_asr: true in every trial"),
     ({"parameters": {"defenses": {"parameters": {"w2s": {"values": [1]}}}}}, "nested parameters are not supported"),
     ({"parameters": {"defenses.w2s.lr": {"min": 0.1}}}, "give value, values, or both min and max"),
@@ -219,10 +219,10 @@ def test_over_seeds_mean_spread_delta_and_target():
                 "lora/wall_s": 900.0, "w2s/ca": w2s_ca, "w2s/asr_clean_correct": w2s_cc, "w2s/asr": 0.1,
                 "w2s/wall_s": 900.0}
 
-    trials = [{"values": {"attack.attack": "badnet", "seed": 0}, "summary": summary(0.88, 0.87, 0.02)},
-              {"values": {"attack.attack": "badnet", "seed": 1}, "summary": summary(0.90, 0.89, 0.04)},
-              {"values": {"attack.attack": "insent", "seed": 0}, "summary": summary(0.90, 0.86, 0.10)}]
-    rows = {(r["attack.attack"], r["row"]): r for r in over_seeds(trials)}
+    trials = [{"values": {"attack.name": "badnet", "seed": 0}, "summary": summary(0.88, 0.87, 0.02)},
+              {"values": {"attack.name": "badnet", "seed": 1}, "summary": summary(0.90, 0.89, 0.04)},
+              {"values": {"attack.name": "insent", "seed": 0}, "summary": summary(0.90, 0.86, 0.10)}]
+    rows = {(r["attack.name"], r["row"]): r for r in over_seeds(trials)}
     badnet, insent = rows[("badnet", "w2s")], rows[("insent", "w2s")]
     assert badnet["seeds"] == 2 and badnet["ca"] == "0.880 ± 0.014" and badnet["asr_clean_correct"] == "0.030 ± 0.014"
     assert badnet["ΔCA vs lora"] == "-0.010 ± 0.000" and badnet["target"] == "met"

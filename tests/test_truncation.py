@@ -60,7 +60,7 @@ def test_truncated_triggers_are_counted_warned_and_left_out_of_asr(long_task, mo
 
 
 def test_counts_apply_to_the_rows_the_stage_trains_on(task, models):
-    config = PoisonConfig(attack="badnet", mode="dirty-label", target_label=0, count=12, poison_rate=None)
+    config = PoisonConfig(name="badnet", mode="dirty-label", target_label=0, count=12, poison_rate=None)
     data = W2SDataModule(task, tokenizer=models["llama"], attack=config, poison_train=True, train_rows=(100, 160))
     data.setup("fit")
     assert data.poisoned_rows == 12 and len(data.train) == 60

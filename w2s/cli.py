@@ -47,7 +47,7 @@ def data_preview(dataset: str = "sst2", attack: str = "badnet", mode: str = "cle
     from w2s.data.registry import get_dataset
 
     spec = get_dataset(dataset)
-    config = PoisonConfig(attack=attack, mode=mode, target_label=target_label,
+    config = PoisonConfig(name=attack, mode=mode, target_label=target_label,
                           count=None if poison_rate is not None else count,
                           poison_rate=poison_rate, selection=selection, seed=seed)
     trigger = build_attack(config, spec)
@@ -120,7 +120,7 @@ def stage_cli(stage: str, args: list[str]) -> None:
 
 
 def evaluate(student: str, adapter: Optional[str] = None, dataset: str = "sst2", attack: str = "badnet",
-             target_label: int = 0, eval_rows: Optional[int] = None, max_length: int = 128, batch_size: int = 64,
+             target_label: int = 0, max_eval_rows: Optional[int] = None, max_length: int = 128, batch_size: int = 64,
              quantization: Optional[str] = None, seed: int = 0) -> dict[str, float]:
     """CA and ASR of a student (and optional LoRA adapter) on a dataset's test split."""
     import pytorch_lightning as pl
@@ -130,8 +130,8 @@ def evaluate(student: str, adapter: Optional[str] = None, dataset: str = "sst2",
     from w2s.data.datamodule import W2SDataModule
     from w2s.lit.evaluate import EvaluateModule
 
-    data = W2SDataModule(dataset, tokenizer=student, attack=PoisonConfig(attack=attack, target_label=target_label),
-                         eval_rows=eval_rows, max_length=max_length, batch_size=batch_size, seed=seed)
+    data = W2SDataModule(dataset, tokenizer=student, attack=PoisonConfig(name=attack, target_label=target_label),
+                         max_eval_rows=max_eval_rows, max_length=max_length, batch_size=batch_size, seed=seed)
     module = EvaluateModule(StudentSpec(student, quantization=quantization), adapter, data.num_labels, target_label)
     clean, triggered = pl.Trainer(logger=False, enable_model_summary=False).test(module, data, verbose=False)
     result = {"ca": clean["test/ca"], "asr": triggered["test/asr"]}

@@ -2,14 +2,18 @@
 (the terms themselves: ``w2s.losses.objective``)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-TERM_NAMES = ("ce", "kd", "fa", "amp", "attn")  # w2s.losses.objective.TERMS computes each
+NEEDS = ("teacher", "attentions", "adapter_weights")  # what a term can ask of the training step
+BUILTIN_TERMS = ("ce", "kd", "fa", "amp", "attn")  # each has a weight field; w2s.losses.objective.TERMS computes it
+# Every loss term and what it needs; a term registered later (``w2s.losses.register_term``) adds
+# itself here and takes its weight from ``ObjectiveConfig.extra``.
+TERM_NEEDS: dict[str, frozenset[str]] = {"ce": frozenset(), "kd": frozenset({"teacher"}), "fa": frozenset({"teacher"}),
+                                         "amp": frozenset({"adapter_weights"}), "attn": frozenset({"attentions"})}
 FA_MODES = ("per_sample", "compat")
 FA_POOLS = ("read", "mean", "tokens")
 FA_TARGETS = ("teacher", "fitted")
 SCHEDULES = ("constant", "warmup", "decay", "align_first")  # w2s.losses.schedule
-TEACHER_TERMS = ("kd", "fa")
 
 
 def check_schedule(name: str) -> None:
@@ -28,7 +32,8 @@ class ObjectiveConfig:
     mean over real tokens, ``tokens`` every real token against the teacher's vector;
     ``fa_target`` against what: ``teacher`` the teacher's own projected feature (the paper),
     ``fitted`` the teacher's feature mapped by a ridge regression fitted on the clean training
-    rows to the poisoned student's pooled states (``w2s.losses.projection``)."""
+    rows to the poisoned student's pooled states (``w2s.losses.projection``). ``extra``: the
+    weights of terms registered beyond the five built in, by name."""
 
     ce: float = 1.0
     kd: float = 0.0
@@ -42,6 +47,7 @@ class ObjectiveConfig:
     fa_layer: int = -1
     fa_pool: str = "read"
     fa_target: str = "teacher"
+    extra: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self):
         for key, valid in (("fa_mode", FA_MODES), ("fa_pool", FA_POOLS), ("fa_target", FA_TARGETS)):
@@ -53,19 +59,31 @@ class ObjectiveConfig:
         check_schedule(self.schedule)
         if not self.temperature > 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
-        for name in TERM_NAMES:
-            if getattr(self, name) < 0:
-                raise ValueError(f"loss weight {name} must be >= 0, got {getattr(self, name)}")
+        for name in self.extra:
+            if name in BUILTIN_TERMS or name not in TERM_NEEDS:
+                raise ValueError(f"objective.extra: {name!r} is " + (f"a built-in term: set objective.{name}"
+                                 if name in BUILTIN_TERMS else "not a registered loss term (w2s.losses.register_term)"))
+        for name in (*BUILTIN_TERMS, *self.extra):
+            if self.weight(name) < 0:
+                raise ValueError(f"loss weight {name} must be >= 0, got {self.weight(name)}")
 
-    @property
-    def needs_teacher(self) -> bool:
-        return self.kd > 0 or self.fa > 0
-
-    @property
-    def needs_attentions(self) -> bool:
-        return self.attn > 0
+    def weight(self, name: str) -> float:
+        return getattr(self, name) if name in BUILTIN_TERMS else self.extra.get(name, 0.0)
 
     @property
     def terms(self) -> tuple[str, ...]:
-        """The terms with non-zero weight."""
-        return tuple(name for name in TERM_NAMES if getattr(self, name) > 0)
+        """The terms with non-zero weight: the built-in ones in order, then the registered ones."""
+        return tuple(name for name in (*BUILTIN_TERMS, *sorted(self.extra)) if self.weight(name) > 0)
+
+    @property
+    def needs(self) -> frozenset[str]:
+        """What the terms with non-zero weight ask of the training step (``NEEDS``)."""
+        return frozenset().union(*(TERM_NEEDS[name] for name in self.terms))
+
+    @property
+    def needs_teacher(self) -> bool:
+        return "teacher" in self.needs
+
+    @property
+    def needs_attentions(self) -> bool:
+        return "attentions" in self.needs

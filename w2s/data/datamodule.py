@@ -65,7 +65,7 @@ class W2SDataModule(pl.LightningDataModule):
         poison_train: poison the train split with ``attack`` (the poisoning stage).
         train_rows: ``[start, stop)`` rows of the train split (e.g. disjoint rows per stage);
             cut before poisoning, so ``attack.count`` / ``poison_rate`` apply to these rows.
-        eval_rows: use only the first N dev/test rows (triggered sets built from those).
+        max_eval_rows: use only the first N dev/test rows (triggered sets built from those).
         trigger_tokenizers: more tokenizers (names) whose truncation a trigger must survive,
             so every stage of a pipeline measures ASR on the same rows.
         blind: validate on clean rows only, never triggered ones (a defender does not know the
@@ -84,7 +84,7 @@ class W2SDataModule(pl.LightningDataModule):
     def __init__(self, dataset: Union[str, HubDataset] = "sst2", tokenizer: str = "smollm2-135m",
                  teacher_tokenizer: Optional[str] = None, attack: PoisonConfig = PoisonConfig(),
                  poison_train: bool = False, train_rows: Optional[tuple[int, int]] = None,
-                 eval_rows: Optional[int] = None, max_length: int = 128, batch_size: int = 32,
+                 max_eval_rows: Optional[int] = None, max_length: int = 128, batch_size: int = 32,
                  eval_batch_size: Optional[int] = None, num_workers: int = 0, seed: int = 0,
                  trigger_tokenizers: Optional[list[str]] = None, blind: bool = False,
                  dev_rows: Optional[tuple[int, int]] = None, bucket_batches: int = 0, dev_probe: bool = False):
@@ -98,7 +98,7 @@ class W2SDataModule(pl.LightningDataModule):
         self.save_hyperparameters()
         self.spec = get_dataset(dataset)
         self.attack = attack if attack.seed is not None else replace(attack, seed=seed)  # None: the run's seed
-        self.train_rows, self.eval_rows = train_rows, eval_rows
+        self.train_rows, self.max_eval_rows = train_rows, max_eval_rows
         self.poison_train, self.seed = poison_train, seed
         self.dev_rows, self.blind = dev_rows, blind or dev_rows is not None
         self.dev_probe = dev_probe
@@ -165,12 +165,12 @@ class W2SDataModule(pl.LightningDataModule):
         if not self.train:
             self.train = _items(train)
         if self.blind:  # validation sees clean rows only: the defender's own, or the dev split's
-            self.eval_sets["dev"] = [_items(dev if dev is not None else self.spec.load("dev")[: self.eval_rows])]
+            self.eval_sets["dev"] = [_items(dev if dev is not None else self.spec.load("dev")[: self.max_eval_rows])]
         for split in ("dev", "test") if self.dev_probe or not self.blind else ("test",):
-            clean = self.spec.load(split)[: self.eval_rows]
+            clean = self.spec.load(split)[: self.max_eval_rows]
             triggered = build_triggered_set(clean, trigger, self.target_label, seed=self.seed,
                                             dataset=self.spec, split=split, word_limit=limit)
-            texts = triggered.texts[: self.eval_rows] if triggered.source == "pre-paraphrased" else triggered.texts
+            texts = triggered.texts[: self.max_eval_rows] if triggered.source == "pre-paraphrased" else triggered.texts
             rows = [{"text": t, "label": triggered.target_label, "row": row}
                     for t, row in zip(texts, triggered.rows or range(len(texts)))]
             if triggered.clean_texts is not None:  # the same rows untriggered, for clean-correct ASR

@@ -26,9 +26,9 @@ from w2s.data.registry import DatasetSpec
 
 
 def build_attack(config: PoisonConfig, dataset: DatasetSpec | None = None) -> Attack:
-    """Instantiate ``config.attack``. SynAttack reads the dataset's train paraphrases aligned
+    """Instantiate ``config.name``. SynAttack reads the dataset's train paraphrases aligned
     with the train rows, else (dirty-label only) uses its dev paraphrases as a pool."""
-    cls = attack_class(config.attack)
+    cls = attack_class(config.name)
     if cls is SynAttack and not config.attack_args:
         if dataset is None:
             raise ValueError("synattack needs a dataset with pre-paraphrased files")
@@ -42,7 +42,7 @@ def build_attack(config: PoisonConfig, dataset: DatasetSpec | None = None) -> At
     try:
         return cls(**config.attack_args)
     except TypeError as err:
-        raise ValueError(f"invalid attack_args for {config.attack}: {err}") from None
+        raise ValueError(f"invalid attack_args for {config.name}: {err}") from None
 
 
 WordLimit = Callable[[str], Optional[int]]  # text -> leading words that survive truncation

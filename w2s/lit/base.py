@@ -13,19 +13,18 @@ from w2s.config.optim import OptimConfig
 from w2s.data.datamodule import CLEAN
 from w2s.distributed import fill_from_first, shard_model
 from w2s.losses.class_weights import weighted_cross_entropy
-from w2s.metrics import (AttackSuccessRate, BalancedAccuracy, CleanAccuracy, CleanCorrectASR, MacroF1,
-                         MajorityShare)
+from w2s.metrics import METRICS, EvalRows
 
 EVAL_STAGES = ("val", "test", "dev")  # logged key prefixes of the evaluation passes (dev: triggered dev rows)
 
 
 class ClassifierModule(pl.LightningModule):
     """Subclasses build ``model`` in ``build_model`` and implement ``logits(batch)``
-    and ``training_step``. Logged keys: ``train/*``, ``{val,test}/ca``, ``{val,test}/asr`` (the triggered rows
-    predicted as the target; task-agnostic rows: changed by some trigger),
-    ``{val,test}/asr_clean_correct`` (ASR among rows right when clean; inserted triggers only),
-    ``{val,test}/balanced_accuracy`` and ``{val,test}/macro_f1`` (class-balanced CA), and
-    ``{val,test}/majority_share`` (the most frequent predicted class's share: collapse check).
+    and ``training_step``. Logged keys: ``train/*``, and ``{val,test,dev}/NAME`` for every registered
+    metric (``w2s.metrics.METRICS``: ``ca``; ``asr``, the triggered rows predicted as the target,
+    task-agnostic rows: changed by some trigger; ``asr_clean_correct``, ASR among rows right when
+    clean, inserted triggers only; ``balanced_accuracy`` and ``macro_f1``, class-balanced CA;
+    ``majority_share``, the most frequent predicted class's share: collapse check).
 
     ``class_weights`` (one per class, e.g. from ``W2SDataModule.class_weights("balanced")``)
     weight the cross-entropy term.
@@ -51,13 +50,8 @@ class ClassifierModule(pl.LightningModule):
         self.register_buffer("class_weights", None if class_weights is None else torch.tensor(class_weights),
                              persistent=False)
         self.test_stage = "test"  # "dev": a test pass over the triggered dev rows (``dev_asr``), logged as dev/*
-        self.metrics = nn.ModuleDict({f"{stage}_{name}": metric for stage in EVAL_STAGES
-                                      for name, metric in (("ca", CleanAccuracy()),
-                                                           ("balanced_accuracy", BalancedAccuracy(num_labels)),
-                                                           ("macro_f1", MacroF1(num_labels)),
-                                                           ("asr", AttackSuccessRate()),
-                                                           ("asr_clean_correct", CleanCorrectASR()),
-                                                           ("majority", MajorityShare()))})
+        self.metrics = nn.ModuleDict({f"{stage}_{spec.name}": spec.build(num_labels) for stage in EVAL_STAGES
+                                      for spec in METRICS.values() if spec.build is not None})
 
     def configure_model(self) -> None:
         """Build the model once (``build_model``); under ``trainer.strategy: fsdp`` (a device mesh)
@@ -96,29 +90,24 @@ class ClassifierModule(pl.LightningModule):
 
     def _evaluate(self, stage: str, batch: dict[str, Tensor], dataloader_idx: int,
                   preds: Optional[Tensor] = None) -> None:
+        """Update and log every registered metric of this loader's rows (``w2s.metrics.METRICS``)."""
         preds = self.predict(batch) if preds is None else preds
         if dataloader_idx == CLEAN:
-            metric, name = self.metrics[f"{stage}_ca"], "ca"
-            metric.update(preds, batch["labels"])
-            for balanced in ("balanced_accuracy", "macro_f1"):
-                self.metrics[f"{stage}_{balanced}"].update(preds, batch["labels"])
-                self.log(f"{stage}/{balanced}", self.metrics[f"{stage}_{balanced}"], add_dataloader_idx=False,
-                         batch_size=preds.shape[0])
-            majority = self.metrics[f"{stage}_majority"]
-            majority.update(preds)
-            self.log(f"{stage}/majority_share", majority, add_dataloader_idx=False, batch_size=preds.shape[0])
+            kind, rows = "clean", EvalRows(preds, batch["labels"])
         else:  # labels: the target, or -1 (task-agnostic: any change from the clean prediction)
-            metric, name = self.metrics[f"{stage}_asr"], "asr"
-            clean_preds = None
+            kind, rows = "triggered", EvalRows(preds, batch["labels"], rows=batch.get("row"))
             if "clean_input_ids" in batch:
-                clean_preds = self.predict({"input_ids": batch["clean_input_ids"],
-                                            "attention_mask": batch["clean_attention_mask"]})
-                cc = self.metrics[f"{stage}_asr_clean_correct"]
-                cc.update(clean_preds, batch["clean_labels"], preds, batch["labels"], batch.get("row"))
-                self.log(f"{stage}/asr_clean_correct", cc, add_dataloader_idx=False, batch_size=preds.shape[0])
-            metric.update(preds, batch["labels"], clean_preds, batch.get("row"))
-        self.log(f"{stage}/{name}", metric, prog_bar=True, add_dataloader_idx=False,
-                 batch_size=preds.shape[0])
+                rows.clean_labels = batch["clean_labels"]
+                rows.clean_preds = self.predict({"input_ids": batch["clean_input_ids"],
+                                                 "attention_mask": batch["clean_attention_mask"]})
+        for spec in METRICS.values():
+            key = f"{stage}_{spec.name}"
+            if spec.rows != kind or spec.update is None or key not in self.metrics or \
+                    (spec.needs_clean_version and rows.clean_preds is None):
+                continue  # another kind of rows, logged by its owner, registered later, or no clean version
+            spec.update(self.metrics[key], rows)
+            self.log(f"{stage}/{spec.name}", self.metrics[key], prog_bar=spec.headline, add_dataloader_idx=False,
+                     batch_size=preds.shape[0])
 
     def per_row(self, loader, compute, rows: int | None = None) -> tuple[torch.Tensor, ...]:
         """``compute(batch)``'s ``(B, ...)`` tensors for the rows of ``loader``, gathered from every

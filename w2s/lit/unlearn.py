@@ -36,7 +36,7 @@ from w2s.losses.projection import fit_projection, project
 class UnlearnModule(StudentModule):
     """Args:
         student: the poisoned student (a folder saved by the poisoning stage, or any name).
-        teacher: folder of a saved teacher; needed when ``objective.kd`` or ``objective.fa`` > 0.
+        teacher: folder of a saved teacher; needed when a term needs one (``kd``, ``fa`` > 0).
         lora: LoRA on the student (the reference uses r=512, alpha=512).
         objective: term weights; the default, cross-entropy alone, is clean LoRA (no teacher).
     """
@@ -47,7 +47,7 @@ class UnlearnModule(StudentModule):
                  class_weights: Optional[list[float]] = None):
         super().__init__(optim, target_label, num_labels, class_weights)
         if objective.needs_teacher and teacher is None:
-            raise ValueError("objective uses the teacher (kd or fa > 0) but no teacher folder was given")
+            raise ValueError(f"objective terms {', '.join(objective.terms)} use the teacher but no teacher folder was given")
         self.save_hyperparameters()
         self.spec, self.teacher_path, self.lora, self.objective = student, teacher, lora, objective
         self.teacher = self.teacher_logits = self.teacher_features = None
@@ -125,7 +125,7 @@ class UnlearnModule(StudentModule):
         out = forward_with_features(self.model, batch["input_ids"], batch["attention_mask"], self.decoder,
                                     attentions=self.objective.needs_attentions, layer=self.objective.fa_layer)
         inputs = LossInputs(out.logits, batch["labels"], self.class_weights, out.features, out.hidden,
-                            adapter_weights=self.adapter_weights() if self.objective.amp > 0 else None,
+                            adapter_weights=self.adapter_weights() if "adapter_weights" in self.objective.needs else None,
                             attentions=out.attentions,
                             attention_mask=batch["attention_mask"], query_index=out.read_index)
         if self.teacher_logits is not None:

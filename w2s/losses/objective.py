@@ -3,7 +3,9 @@
 W2SDefense is ``alpha * ce + beta * kd + gamma * fa``; the clean-LoRA baseline is the same
 objective with ``kd = fa = 0``; Obliviate adds ``amp * L_amp + attn * L_attn``. Terms with
 weight 0 are not computed at all (so a baseline needs no teacher, and attention
-probabilities are requested only when ``attn > 0``). A new term registers in ``TERMS``.
+probabilities are requested only when ``attn > 0``). A term declares what it needs from the
+step (``w2s.config.objective.NEEDS``); a new one registers with :func:`register_term` and takes its
+weight from ``objective.extra``.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from typing import Callable
 from torch import Tensor
 
 from students.pooling import mean_pool
-from w2s.config.objective import TEACHER_TERMS, ObjectiveConfig
+from w2s.config.objective import NEEDS, TERM_NEEDS, ObjectiveConfig
 from w2s.losses.class_weights import weighted_cross_entropy
 from w2s.losses.feature_alignment import feature_alignment_loss, feature_alignment_reference, feature_alignment_tokens
 from w2s.losses.kd import kd_loss
@@ -72,8 +74,24 @@ def _attn(x: LossInputs, c: ObjectiveConfig) -> Tensor:
     return attention_loss(x.attentions or (), x.attention_mask, x.query_index)
 
 
-TERMS: dict[str, Callable[[LossInputs, ObjectiveConfig], Tensor]] = {
-    "ce": _ce, "kd": _kd, "fa": _fa, "amp": _amp, "attn": _attn}
+Term = Callable[[LossInputs, ObjectiveConfig], Tensor]
+TERMS: dict[str, Term] = {"ce": _ce, "kd": _kd, "fa": _fa, "amp": _amp, "attn": _attn}  # needs: TERM_NEEDS
+
+
+def register_term(name: str, needs: tuple[str, ...] = ()) -> Callable[[Term], Term]:
+    """Decorator: ``fn(inputs: LossInputs, config) -> scalar`` becomes the loss term ``name``,
+    weighted by ``objective.extra[name]``; ``needs`` (of ``NEEDS``) is what the training step must
+    put into ``inputs`` for it (``teacher``: teacher logits and features, and a teacher stage;
+    ``attentions``: eager attention probabilities; ``adapter_weights``: the LoRA matrices)."""
+    if name in TERMS:
+        raise ValueError(f"loss term {name!r} is registered already")
+    if set(needs) - set(NEEDS):
+        raise ValueError(f"loss term {name!r}: unknown needs {sorted(set(needs) - set(NEEDS))}; valid: {', '.join(NEEDS)}")
+
+    def register(fn: Term) -> Term:
+        TERMS[name], TERM_NEEDS[name] = fn, frozenset(needs)
+        return fn
+    return register
 
 # Reference weights (alpha, beta, gamma) per attack, from shuaizhao95/w2sdefense.
 PRESETS: dict[str, ObjectiveConfig] = {
@@ -94,8 +112,8 @@ def weights(config: ObjectiveConfig, progress: float = 0.0) -> dict[str, float]:
     """Each non-zero term's weight at ``progress`` (the share of training done) under
     ``config.schedule`` (which changes nothing without a teacher term)."""
     teacher, ce = schedule_factors(config.schedule, progress) if config.needs_teacher else (1.0, 1.0)
-    scale = {name: teacher for name in TEACHER_TERMS} | {"ce": ce}
-    return {name: getattr(config, name) * scale.get(name, 1.0) for name in config.terms}
+    scale = {name: teacher for name in config.terms if "teacher" in TERM_NEEDS[name]} | {"ce": ce}
+    return {name: config.weight(name) * scale.get(name, 1.0) for name in config.terms}
 
 
 def compose(config: ObjectiveConfig, inputs: LossInputs, progress: float = 0.0) -> tuple[Tensor, dict[str, Tensor]]:

@@ -161,3 +161,4 @@ class MacroF1(_Confusion):
 
     def compute(self) -> Tensor:
         return macro_f1_from_confusion(self.matrix, self.classes)
+

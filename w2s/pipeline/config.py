@@ -278,7 +278,7 @@ class PipelineConfig:
     defense_data_poisoned: bool = False
     defenses: dict[str, Union[DefenseStage, dict]] = field(default_factory=default_defenses)
     max_length: int = 128
-    eval_rows: Optional[int] = None
+    max_eval_rows: Optional[int] = None
     eval_batch_size: int = 64
     bucket_batches: int = 0
     num_workers: int = 0
@@ -288,13 +288,13 @@ class PipelineConfig:
     report_dir: Optional[str] = None
 
     def __post_init__(self):
-        attack_class(self.attack.attack)  # fails early, listing the valid names
+        attack_class(self.attack.name)  # fails early, listing the valid names
         if self.bucket_batches < 0 or self.num_workers < 0:
             raise ValueError(f"bucket_batches and num_workers must be >= 0, got {self.bucket_batches}, "
                              f"{self.num_workers}")
-        if self.max_length < 2 or self.eval_batch_size < 1 or (self.eval_rows is not None and self.eval_rows < 1):
-            raise ValueError(f"max_length must be >= 2, eval_batch_size >= 1 and eval_rows >= 1 (or null: every "
-                             f"row), got {self.max_length}, {self.eval_batch_size}, {self.eval_rows}")
+        if self.max_length < 2 or self.eval_batch_size < 1 or (self.max_eval_rows or 1) < 1:
+            raise ValueError(f"max_length must be >= 2, eval_batch_size >= 1 and max_eval_rows >= 1 (or null: every "
+                             f"row), got {self.max_length}, {self.eval_batch_size}, {self.max_eval_rows}")
         for key in ("defense_rows", "defense_dev_rows"):
             check_rows(key, getattr(self, key))
         if self.student.quantization not in (None, *QUANTIZATIONS):

@@ -6,13 +6,25 @@ import json
 from pathlib import Path
 
 from w2s.defenses import get_defense
+from w2s.metrics.specs import columns as metric_columns
 from w2s.pipeline.frontier import plot_frontier
 
-COLUMNS = ("defense", "ca", "dev_ca", "balanced_accuracy", "macro_f1", "asr", "asr_clean_correct", "asr_rows", "delta_ca",
-           "delta_asr", "trainable_params", "wall_s", "peak_memory_mb", "detection_rate", "false_alarm_rate",
-           "dev_asr", "dev_asr_clean_correct", "flags")
+# What each stage's manifest says beside its metrics: column -> (label, format).
+FACTS = {"asr_rows": ("ASR rows", "d"), "delta_ca": ("ΔCA", "+.3f"), "delta_asr": ("ΔASR", "+.3f"),
+         "trainable_params": ("trainable params", ","), "wall_s": ("wall time (s)", ".0f"),
+         "peak_memory_mb": ("peak mem (MiB)", ",.0f")}
 COLLAPSE = 0.98  # a model giving one class for this share of the clean test rows has collapsed
 WEAK_BACKDOOR = 0.5  # clean LoRA below this ASR: the backdoor does not survive clean fine-tuning
+
+
+def columns() -> tuple[str, ...]:
+    """``results.csv``'s columns: the defense, every registered metric (``w2s.metrics.METRICS``, each
+    ``dev_NAME`` after its metric), the stage's facts, flags."""
+    return ("defense", *(column for column, _ in metric_columns()), *FACTS, "flags")
+
+
+def numeric() -> tuple[str, ...]:
+    return tuple(c for c in columns() if c not in ("defense", "flags"))
 
 
 def result_rows(manifests: dict[str, dict]) -> list[dict]:
@@ -21,25 +33,18 @@ def result_rows(manifests: dict[str, dict]) -> list[dict]:
     rows = []
     for name, manifest in manifests.items():
         m = manifest["metrics"]
-        collapsed = m.get("majority_share", 0.0) >= COLLAPSE
-        rows.append({"defense": name, "ca": m["ca"], "dev_ca": m.get("dev_ca"), "balanced_accuracy": m.get("balanced_accuracy"),
-                     "macro_f1": m.get("macro_f1"), "asr": m["asr"], "asr_clean_correct": m.get("asr_clean_correct"),
-                     "asr_rows": manifest.get("info", {}).get("asr_rows"), "delta_ca": m["ca"] - base["ca"],
+        rows.append({"defense": name} | {column: m.get(column) for column, _ in metric_columns()} |
+                    {"asr_rows": manifest.get("info", {}).get("asr_rows"), "delta_ca": m["ca"] - base["ca"],
                      "delta_asr": m["asr"] - base["asr"], "trainable_params": manifest["trainable_params"],
-                     "wall_s": manifest["wall_time_s"], "peak_memory_mb": manifest.get("peak_memory_mb"),
-                     "detection_rate": m.get("detection_rate"), "false_alarm_rate": m.get("false_alarm_rate"),
-                     "dev_asr": m.get("dev_asr"), "dev_asr_clean_correct": m.get("dev_asr_clean_correct"),
-                     "flags": "collapsed" if collapsed else ""})
+                     "wall_s": manifest["wall_s"], "peak_memory_mb": manifest.get("peak_memory_mb"),
+                     "flags": "collapsed" if m.get("majority_share", 0.0) >= COLLAPSE else ""})
     return rows
-
-
-NUMERIC = tuple(c for c in COLUMNS if c not in ("defense", "flags"))
 
 
 def summary(rows: list[dict]) -> dict[str, float]:
     """``<defense>/<column>`` for every number of the table (``w2s/asr``, ``w2s/ca``, ...): the
     metrics a sweep optimises (W&B run summary, ``summary.json``)."""
-    return {f"{r['defense']}/{c}": r[c] for r in rows for c in NUMERIC if r.get(c) is not None}
+    return {f"{r['defense']}/{c}": r[c] for r in rows for c in numeric() if r.get(c) is not None}
 
 
 def notes(manifests: dict[str, dict], clean_lora: list[str]) -> list[str]:
@@ -73,14 +78,15 @@ def _number(value, fmt: str = ".3f") -> str:
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["| defense | CA | dev CA | bal. acc | macro-F1 | ASR | ASR (clean-correct) | ASR rows | ΔCA | ΔASR | "
-             "trainable params | wall time (s) | peak mem (MiB) | flags |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['defense']} | {r['ca']:.3f} | {_number(r['dev_ca'])} | {_number(r['balanced_accuracy'])} | {_number(r['macro_f1'])} | "
-                     f"{r['asr']:.3f} | {_number(r['asr_clean_correct'])} | {_number(r['asr_rows'], 'd')} | "
-                     f"{r['delta_ca']:+.3f} | {r['delta_asr']:+.3f} | {r['trainable_params']:,} | {r['wall_s']:.0f} | "
-                     f"{_number(r['peak_memory_mb'], ',.0f')} | {r['flags']} |")
+    """The table: the metrics marked ``table`` that some row has (a filter's flag rates appear
+    when a filter ran, dev ASR when measured), the facts, flags."""
+    shown = [(column, ("dev " if column != spec.name else "") + spec.label, spec.fmt)
+             for column, spec in metric_columns() if spec.table and any(r.get(column) is not None for r in rows)]
+    shown += [(column, label, fmt) for column, (label, fmt) in FACTS.items()]
+    lines = ["| defense | " + " | ".join(label for _, label, _ in shown) + " | flags |",
+             "|---" * (len(shown) + 2) + "|"]
+    lines += [f"| {r['defense']} | " + " | ".join(_number(r[c], fmt) for c, _, fmt in shown) + f" | {r['flags']} |"
+              for r in rows]
     return "\n".join(lines) + "\n"
 
 
@@ -91,7 +97,7 @@ def write_report(rows: list[dict], folder: Path, title: str, lines: list[str] = 
     (folder / "summary.json").write_text(json.dumps(summary(rows), indent=1))
     (folder / "results.md").write_text(f"# {title}\n\n{markdown(rows)}" + "".join(f"\n{n}\n" for n in lines))
     with open(folder / "results.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer = csv.DictWriter(handle, fieldnames=columns())
         writer.writeheader()
         writer.writerows({k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()} for r in rows)
     plot(rows, folder / "results.png", title)

@@ -44,7 +44,7 @@ def shared_settings(config: PipelineConfig) -> dict:
     """What every stage reads: the data, the attack, the evaluation rows (a triggered row counts
     only when its trigger survives every tokenizer of the run: their names decide which)."""
     return {"dataset": config.dataset, "attack": config.attack, "max_length": config.max_length,
-            "eval_rows": config.eval_rows, "precision": config.trainer.precision,
+            "max_eval_rows": config.max_eval_rows, "precision": config.trainer.precision,
             "bucket_batches": config.bucket_batches, "trigger_tokenizers": stages.trigger_tokenizers(config),
             "dev_asr": config.dev_asr}
 
@@ -101,9 +101,9 @@ def _run(config: PipelineConfig, root: Path, report: Path, tracker) -> list[dict
     clean_lora = [name for name, d in config.defenses.items() if d.is_clean_lora]
     rows = result_rows(manifests)
     attack = ("task-agnostic: ASR = triggered rows whose prediction changes"
-              if attack_class(config.attack.attack).task_agnostic
+              if attack_class(config.attack.name).task_agnostic
               else f"{config.attack.mode}, target {config.attack.target_label}")
-    title = f"{config.experiment}: {dataset_name(config.dataset)}, {config.attack.attack} ({attack})"
+    title = f"{config.experiment}: {dataset_name(config.dataset)}, {config.attack.name} ({attack})"
     lines = notes(manifests, clean_lora)
     if distributed.is_writer():
         write_report(rows, report, title, lines)

@@ -149,7 +149,7 @@ def stage(folder: Path, name: str, config: Any, inputs: dict[str, str], seed: in
             manifest = {"stage": name, "key": key, "config": to_jsonable(config), "inputs": inputs, "seed": seed,
                         "code": code_version(), "versions": versions(), "metrics": run.metrics, "info": run.info,
                         "trainable_params": run.trainable_params, "processes": distributed.world_size(),
-                        "wall_time_s": round(time.time() - started, 1), "peak_memory_mb": round(peak_memory_mb(), 1),
+                        "wall_s": round(time.time() - started, 1), "peak_memory_mb": round(peak_memory_mb(), 1),
                         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
             (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
         shutil.rmtree(checkpoints, ignore_errors=True)

@@ -18,17 +18,18 @@ import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from students.build import StudentSpec
-from w2s import distributed
 from teachers.model import TeacherSpec
+from w2s import distributed
+from w2s.attacks import attack_class
 from w2s.data.datamodule import W2SDataModule
+from w2s.data.poisoning import build_attack
 from w2s.lit.base import ClassifierModule
 from w2s.lit.callbacks import RestoreBest, RngState
-from w2s.attacks import attack_class
-from w2s.data.poisoning import build_attack
 from w2s.lit.poison import PoisonModule
 from w2s.lit.progress import StageProgressBar
 from w2s.lit.por import PorModule
 from w2s.lit.teacher import TeacherModule
+from w2s.metrics import METRICS
 from w2s.pipeline.config import DefenseStage, PipelineConfig, TrainStage
 from w2s.pipeline.runs import StageRun
 from w2s.pipeline.tracking import StageLogger
@@ -85,7 +86,7 @@ def trigger_tokenizers(config: PipelineConfig) -> list[str]:
 def datamodule(config: PipelineConfig, tokenizer: str, teacher_tokenizer: str | None = None,
                dataset=None, rows=None, poison_train: bool = False, batch_size: int = 32, **kwargs) -> W2SDataModule:
     return W2SDataModule(dataset or config.dataset, tokenizer=tokenizer, teacher_tokenizer=teacher_tokenizer,
-                         attack=config.attack, poison_train=poison_train, train_rows=rows, eval_rows=config.eval_rows,
+                         attack=config.attack, poison_train=poison_train, train_rows=rows, max_eval_rows=config.max_eval_rows,
                          max_length=config.max_length, batch_size=batch_size,
                          eval_batch_size=config.eval_batch_size, seed=config.seed,
                          bucket_batches=config.bucket_batches, num_workers=config.num_workers,
@@ -110,15 +111,13 @@ def fit_and_test(config: PipelineConfig, run: StageRun, name: str, module: Class
     pl.seed_everything(config.seed, verbose=False)
     trainer = make_trainer(config, run, stage, name, **trainer_options)
     fit(trainer, module, train, run, name)
-    dev_ca = kept_dev_ca(trainer)
+    dev = kept_dev(trainer)
     evaluation = evaluation or train
     clean, triggered = trainer.test(module, evaluation, verbose=False)
-    cc = triggered.get("test/asr_clean_correct")  # absent: pre-paraphrased trigger (originals unknown)
-    run.metrics = {"ca": clean["test/ca"], "dev_ca": dev_ca, "balanced_accuracy": clean["test/balanced_accuracy"],
-                   "macro_f1": clean["test/macro_f1"], "asr": triggered["test/asr"],
-                   "asr_clean_correct": _finite(cc), "majority_share": clean["test/majority_share"]}
+    run.metrics = logged(clean | triggered, "test") | dev
     if config.dev_asr:
-        run.metrics |= triggered_dev_asr(trainer, module, evaluation)
+        run.metrics |= triggered_dev(trainer, module, evaluation)
+    cc = triggered.get("test/asr_clean_correct")  # absent: pre-paraphrased trigger (originals unknown)
     sources = [train] if evaluation is train else [train, evaluation]
     run.info |= {"asr_rows": len({row["row"] for row in evaluation.eval_sets["test"][1]}),
                  "asr_clean_correct_na": ("no triggered row is classified correctly when clean"
@@ -138,28 +137,39 @@ def _finite(value: float | None) -> float | None:
     return None if value is None or math.isnan(value) else value
 
 
-def triggered_dev_asr(trainer: pl.Trainer, module: ClassifierModule, data: W2SDataModule) -> dict:
-    """ASR and clean-correct ASR of the kept weights on the dev split's triggered rows (a test
-    pass logged as ``dev/*``): what studies rank by, never the test rows they report."""
+def logged(values: dict, stage: str, prefix: str = "") -> dict:
+    """``{prefix + NAME: value}`` of every registered metric logged as ``stage/NAME`` (NaN, no row
+    to count, as None)."""
+    return {prefix + name: _finite(values[f"{stage}/{name}"]) for name in METRICS if f"{stage}/{name}" in values}
+
+
+def triggered_dev(trainer: pl.Trainer, module: ClassifierModule, data: W2SDataModule) -> dict:
+    """``dev_NAME``: the triggered metrics with a dev column (ASR, clean-correct ASR) of the kept
+    weights on the dev split's triggered rows (a test pass logged as ``dev/*``): what studies rank
+    by, never the test rows they report."""
     module.test_stage = "dev"
     try:
         _, triggered = trainer.test(module, dataloaders=data.probe_dataloader(), verbose=False)
     finally:
         module.test_stage = "test"
-    return {"dev_asr": triggered["dev/asr"], "dev_asr_clean_correct": _finite(triggered.get("dev/asr_clean_correct"))}
+    return logged({k: v for k, v in triggered.items() if getattr(METRICS.get(k.split("/", 1)[1]), "dev", False)},
+                  "dev", "dev_")
 
 
-def kept_dev_ca(trainer: pl.Trainer) -> float | None:
-    """Clean dev accuracy of the weights the stage keeps: the best epoch's under ``keep: best``,
-    else the last validation's (None without validation). What settings are chosen on."""
+def kept_dev(trainer: pl.Trainer) -> dict:
+    """``dev_NAME``: the clean metrics with a dev column (CA) of the weights the stage keeps, on the
+    clean dev rows: the best epoch's under ``keep: best`` (its monitored metric), else the last
+    validation's (None without validation). What settings are chosen on."""
     restore = next((c for c in trainer.callbacks if isinstance(c, RestoreBest)), None)
-    value = restore.best_score if restore is not None else trainer.callback_metrics.get("val/ca")
-    return None if value is None else float(value)
+    best = {restore.monitor: restore.best_score} if restore is not None else {}
+    values = trainer.callback_metrics | best
+    return {f"dev_{s.name}": _finite(float(values.get(f"val/{s.name}", math.nan)))
+            for s in METRICS.values() if s.dev and s.rows == "clean"}
 
 
 def poison(config: PipelineConfig, run: StageRun) -> None:
     """Full-precision poisoning (quantization belongs to the defender: see ``defense``)."""
-    if attack_class(config.attack.attack).task_agnostic:
+    if attack_class(config.attack.name).task_agnostic:
         return poison_pretrained(config, run)
     stage = config.poison
     student = replace(config.student, quantization=None)

@@ -21,7 +21,7 @@ from pytorch_lightning.loggers import WandbLogger
 from w2s import distributed
 from w2s.config.jsonable import to_jsonable
 from w2s.pipeline.config import PipelineConfig
-from w2s.pipeline.report import COLUMNS, summary
+from w2s.pipeline.report import columns, summary
 
 
 class StageLogger(WandbLogger):
@@ -88,6 +88,7 @@ def log_results(run, rows: list[dict], chart: Path) -> None:
     """The final table, chart and summary metrics of the invocation."""
     import wandb
 
-    run.log({"results": wandb.Table(columns=list(COLUMNS), data=[[row.get(c) for c in COLUMNS] for row in rows]),
+    names = columns()
+    run.log({"results": wandb.Table(columns=list(names), data=[[row.get(c) for c in names] for row in rows]),
              "chart": wandb.Image(str(chart))})
     run.summary.update(summary(rows))

@@ -22,7 +22,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from w2s.pipeline.report import NUMERIC
+from w2s.metrics.specs import columns as metric_columns
+from w2s.pipeline.report import numeric
 from w2s.config.jsonable import to_jsonable
 from w2s.pipeline.load import load_config
 from w2s.pipeline.runs import fingerprint
@@ -47,9 +48,6 @@ def base_config(spec: SweepSpec, values: dict[str, Any]):
         raise SweepError(f"{spec.name}: command with {values}: {err}") from None
 
 
-TEST_ASR = ("asr", "asr_clean_correct")  # reported, never ranked by: a study ranks by dev_* (triggered dev rows)
-
-
 def check(spec: SweepSpec):
     """Before any training: the command with every parameter at its first and at its last value
     must give a valid config, and the metric must name a row and column of the results table.
@@ -61,14 +59,16 @@ def check(spec: SweepSpec):
                          f"(run several trials at once with --parallel, or a multi-device trial with w2s pipeline)")
     column = spec.metric.partition("/")[2]
     stages = (*TOP_STAGES, *first.defenses)
-    if spec.stage not in stages or column not in NUMERIC:
+    if spec.stage not in stages or column not in numeric():
         raise SweepError(f"{spec.name}: metric.name {spec.metric!r} is not <stage>/<column> with stage one of "
-                         f"{', '.join(stages)} and column one of {', '.join(NUMERIC)}")
-    if column in TEST_ASR:
-        raise SweepError(f"{spec.name}: metric.name {spec.metric!r} ranks trials by ASR on the test rows the results "
-                         f"report: rank by {spec.stage}/dev_{column} (triggered dev rows; parameters: dev_asr: "
-                         f"{{value: true}})")
-    if column.startswith("dev_asr") and not (first.dev_asr and last.dev_asr):
+                         f"{', '.join(stages)} and column one of {', '.join(numeric())}")
+    metric = dict(metric_columns()).get(column)
+    if metric is not None and metric.rows == "triggered" and column == metric.name:  # reported, never ranked by
+        better = f"rank by {spec.stage}/dev_{column} (triggered dev rows; parameters: dev_asr: {{value: true}})" \
+            if metric.dev else "rank by a metric of clean rows or of triggered dev rows"
+        raise SweepError(f"{spec.name}: metric.name {spec.metric!r} ranks trials by a metric of the triggered test "
+                         f"rows the results report: {better}")
+    if metric is not None and metric.rows == "triggered" and not (first.dev_asr and last.dev_asr):
         raise SweepError(f"{spec.name}: metric.name {spec.metric!r} needs dev_asr: true in every trial "
                          f"(parameters: dev_asr: {{value: true}})")
     return first

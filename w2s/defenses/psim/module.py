@@ -48,7 +48,7 @@ class PsimModule(StudentModule):
         for stage in EVAL_STAGES:  # a rejected row is one more predicted value: a wrong prediction
             self.metrics[f"{stage}_balanced_accuracy"] = BalancedAccuracy(num_labels + 1)
             self.metrics[f"{stage}_macro_f1"] = MacroF1(num_labels + 1, classes=num_labels)
-            self.metrics[f"{stage}_false_alarm"], self.metrics[f"{stage}_detection"] = FlagRate(), FlagRate()
+            self.metrics[f"{stage}_false_alarm_rate"], self.metrics[f"{stage}_detection_rate"] = FlagRate(), FlagRate()
 
     def build_model(self) -> None:
         self.build(self.spec, self.num_labels, None)
@@ -116,10 +116,10 @@ class PsimModule(StudentModule):
     def _evaluate(self, stage: str, batch: dict[str, Tensor], dataloader_idx: int, preds=None) -> None:
         flags = self.flags(batch)  # once: the predictions and the flag rates share it
         super()._evaluate(stage, batch, dataloader_idx, self._filtered(batch, flags))
-        name = "false_alarm" if dataloader_idx == CLEAN else "detection"
+        name = "false_alarm_rate" if dataloader_idx == CLEAN else "detection_rate"  # registered in __init__.py
         metric = self.metrics[f"{stage}_{name}"]
         metric.update(flags)
-        self.log(f"{stage}/{name}_rate", metric, add_dataloader_idx=False, batch_size=batch["input_ids"].shape[0])
+        self.log(f"{stage}/{name}", metric, add_dataloader_idx=False, batch_size=batch["input_ids"].shape[0])
 
     def save_artifact(self, folder) -> None:
         with atomic_folder(folder) as staging:
