@@ -12,7 +12,7 @@ from tests.helpers import BACKDOOR, make_trainer, unlearn_data
 from w2s.config.attack import PoisonConfig
 from w2s.data.datamodule import W2SDataModule
 from w2s.lit import OptimConfig, PoisonModule, RestoreBest, UnlearnModule
-from w2s.losses import ObjectiveConfig, preset
+from w2s.losses import ObjectiveConfig
 
 
 def test_teacher_learns_the_clean_task(trained):
@@ -65,7 +65,7 @@ def test_unlearning_trains_only_lora_and_head_with_a_frozen_cached_teacher(task,
 
 
 def test_clean_lora_is_the_same_module_without_a_teacher(task, trained, tmp_path):
-    module = UnlearnModule(StudentSpec(trained["student"]), lora=LoraSpec(r=4), objective=preset("lora"),
+    module = UnlearnModule(StudentSpec(trained["student"]), lora=LoraSpec(r=4), objective=ObjectiveConfig(),
                            num_labels=4)
     trainer = make_trainer(1, limit_val_batches=1)
     trainer.fit(module, unlearn_data(task, trained, train_rows=(0, 32)))

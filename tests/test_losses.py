@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from tests.helpers import loss_inputs
 
 from w2s.losses import (LossInputs, ObjectiveConfig, compose, feature_alignment_loss, feature_alignment_reference,
-                        kd_loss, preset)
+                        kd_loss)
 
 shapes = st.tuples(st.integers(1, 8), st.integers(2, 6))
 
@@ -90,7 +90,7 @@ def test_compose_is_the_weighted_sum_of_named_terms():
 def test_clean_lora_needs_no_teacher():
     x = loss_inputs()
     x.teacher_logits = x.teacher_features = None
-    config = preset("lora")
+    config = ObjectiveConfig()
     assert not config.needs_teacher
     total, terms = compose(config, x)
     assert set(terms) == {"ce"} and total.item() == pytest.approx(terms["ce"].item())
@@ -103,14 +103,18 @@ def test_objective_validation(kwargs, message):
         ObjectiveConfig(**kwargs)
     with pytest.raises(ValueError, match="every loss weight is 0"):
         compose(ObjectiveConfig(ce=0, kd=0, fa=0), loss_inputs())
-    with pytest.raises(ValueError, match="unknown objective preset"):
-        preset("w2s-magic")
 
 
-def test_reference_presets():
-    assert (preset("badnet").ce, preset("badnet").kd, preset("badnet").fa) == (5.0, 0.001, 0.001)
-    assert (preset("insent").ce, preset("insent").kd, preset("insent").fa) == (3.0, 0.01, 0.001)
-    assert (preset("synattack").ce, preset("synattack").kd, preset("synattack").fa) == (1.0, 0.035, 0.002)
+@pytest.mark.parametrize("attack", ["badnet", "insent", "synattack"])
+def test_the_reference_weights_are_the_experiments(attack):
+    from pathlib import Path
+
+    import yaml
+
+    from w2s.defenses.weak_to_strong import REFERENCE_OBJECTIVES
+
+    path = Path(__file__).resolve().parents[1] / "experiments" / f"sst2_{attack}.yaml"
+    assert yaml.safe_load(path.read_text())["defenses"]["w2s_reference"]["objective"] == REFERENCE_OBJECTIVES[attack]
 
 
 def test_non_finite_loss_stops_training():
@@ -124,9 +128,9 @@ def test_non_finite_loss_stops_training():
 def test_objective_ce_term_uses_the_class_weights():
     g = torch.Generator().manual_seed(1)
     logits, labels, weights = torch.randn(6, 2, generator=g), torch.tensor([0, 0, 0, 0, 0, 1]), torch.tensor([0.6, 3.0])
-    total, terms = compose(preset("lora"), LossInputs(logits, labels, class_weights=weights))
+    total, terms = compose(ObjectiveConfig(), LossInputs(logits, labels, class_weights=weights))
     assert total.item() == pytest.approx(F.cross_entropy(logits, labels, weight=weights).item(), rel=1e-6)
-    unweighted, _ = compose(preset("lora"), LossInputs(logits, labels))
+    unweighted, _ = compose(ObjectiveConfig(), LossInputs(logits, labels))
     assert unweighted.item() != pytest.approx(total.item(), rel=1e-3)
 
 

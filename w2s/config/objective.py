@@ -25,8 +25,8 @@ def check_schedule(name: str) -> None:
 class ObjectiveConfig:
     """Term weights and their options. Defaults are neutral: cross-entropy alone (clean LoRA);
     each method sets its own weights (``w2s.defenses``: W2S 1 / 1 / 10 normalised, Obliviate's
-    amp 3e-3 and attn 3e-2), and ``w2s.losses.preset`` holds the reference's per attack. ``schedule`` moves the
-    weights over training (``w2s.losses.schedule``); ``fa_layer`` is the student layer whose
+    amp 3e-3 and attn 3e-2; ``w2s.defenses.weak_to_strong.REFERENCE_OBJECTIVES``: the
+    reference's per attack). ``schedule`` moves the weights over training (``w2s.losses.schedule``); ``fa_layer`` is the student layer whose
     states are aligned (-1: the last, as in the paper; -k: k-th from the end; 0: the
     embeddings); ``fa_pool`` how: ``read`` the state the head reads (the paper), ``mean`` the
     mean over real tokens, ``tokens`` every real token against the teacher's vector;

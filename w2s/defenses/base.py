@@ -62,6 +62,7 @@ class Defense:
     family: str = "fine-tuning"  # one of FAMILIES: what the method does to the poisoned student
     summary: str = ""  # one line: what it does and where it comes from
     baseline: bool = False  # plain fine-tuning: with cross-entropy alone it shows whether the backdoor survives
+    by_default: bool = False  # in the study a config without a defenses: block runs (clean LoRA and W2S)
     defaults: dict[str, Any] = {}
     Options: type = NoOptions
 

@@ -3,6 +3,7 @@ from w2s.defenses.base import Defense, register_defense
 
 @register_defense("lora")
 class CleanLora(Defense):
+    by_default = True
     summary = ("clean LoRA: cross-entropy on the defender's rows, the baseline every unlearning claim needs "
                "(W2SDefense, arXiv 2410.14425)")
     baseline = True

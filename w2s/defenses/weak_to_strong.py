@@ -3,10 +3,16 @@ from w2s.defenses.base import Defense, register_defense
 # Chosen on BadNet SST-2 over three seeds (docs/levers.md): the teacher's terms at a constant weight
 # (the schedule's default); decaying them to 0 let part of the backdoor return on two of three seeds.
 W2S_OBJECTIVE = {"ce": 1.0, "kd": 1.0, "fa": 10.0, "normalize_features": True}
+# The reference code's weights (alpha, beta, gamma) per attack (shuaizhao95/w2sdefense): the
+# `w2s_reference` entries of experiments/sst2_*.yaml (a test keeps them equal).
+REFERENCE_OBJECTIVES = {"badnet": {"ce": 5.0, "kd": 0.001, "fa": 0.001, "normalize_features": False},
+                        "insent": {"ce": 3.0, "kd": 0.01, "fa": 0.001, "normalize_features": False},
+                        "synattack": {"ce": 1.0, "kd": 0.035, "fa": 0.002, "normalize_features": False}}
 
 
 @register_defense("w2s")
 class WeakToStrong(Defense):
+    by_default = True
     summary = ("W2SDefense: LoRA guided by a small clean teacher, CE + logit distillation + feature alignment "
                "(Zhao et al., arXiv 2410.14425)")
     defaults = {"objective": W2S_OBJECTIVE, "lora": {"r": 512}}

@@ -93,21 +93,6 @@ def register_term(name: str, needs: tuple[str, ...] = ()) -> Callable[[Term], Te
         return fn
     return register
 
-# Reference weights (alpha, beta, gamma) per attack, from shuaizhao95/w2sdefense.
-PRESETS: dict[str, ObjectiveConfig] = {
-    "badnet": ObjectiveConfig(ce=5.0, kd=0.001, fa=0.001),
-    "insent": ObjectiveConfig(ce=3.0, kd=0.01, fa=0.001),
-    "synattack": ObjectiveConfig(ce=1.0, kd=0.035, fa=0.002),
-    "lora": ObjectiveConfig(ce=1.0, kd=0.0, fa=0.0),
-}
-
-
-def preset(name: str) -> ObjectiveConfig:
-    if name not in PRESETS:
-        raise ValueError(f"unknown objective preset {name!r}; valid: {', '.join(sorted(PRESETS))}")
-    return PRESETS[name]
-
-
 def weights(config: ObjectiveConfig, progress: float = 0.0) -> dict[str, float]:
     """Each non-zero term's weight at ``progress`` (the share of training done) under
     ``config.schedule`` (which changes nothing without a teacher term)."""

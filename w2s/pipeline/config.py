@@ -14,7 +14,7 @@ from w2s.config.objective import ObjectiveConfig
 from w2s.config.optim import OptimConfig, check_class_weights
 from w2s.config.dataset import HubDataset
 from w2s.config.student import QUANTIZATIONS, StudentSpec
-from w2s.defenses import Defense, get_defense
+from w2s.defenses import DEFENSES, Defense, get_defense
 
 WANDB_MODES = ("auto", "offline", "online", "disabled")
 STRATEGIES = ("auto", "ddp", "ddp_find_unused_parameters_true", "fsdp")  # what a multi-process pipeline accepts
@@ -200,7 +200,8 @@ class WandbOptions:
 
 
 def default_defenses() -> dict[str, DefenseStage]:
-    return resolve_defenses({"lora": {}, "w2s": {}})
+    """The methods that declare themselves part of the default study, at their defaults."""
+    return resolve_defenses({name: {} for name, defense in DEFENSES.items() if defense.by_default})
 
 
 def _merge(base: dict, changes: dict) -> dict:
