@@ -42,7 +42,9 @@ def test_stage_print_config_and_errors(models, capsys):
     assert "objective:" in capsys.readouterr().out
     assert main(["unlearn", "fit", "--model.objective.kd", "lots"]) == 2
     assert "kd" in capsys.readouterr().err
-    assert main(["poison", "fit", "--data.attack.name", "nope", "--trainer.accelerator", "cpu"]) == 2
+    # refused before any model or tokenizer loads (this student does not exist)
+    assert main(["poison", "fit", "--data.attack.name", "nope", "--model.student.name", "/no/such/student",
+                 "--trainer.accelerator", "cpu"]) == 2
     assert "unknown attack 'nope'" in capsys.readouterr().err
 
 

@@ -76,6 +76,7 @@ def stage_cli(stage: str, args: list[str]) -> None:
     from pytorch_lightning.cli import LightningCLI
 
     from w2s import distributed
+    from w2s.attacks import attack_class
     from w2s.data.datamodule import W2SDataModule
     from w2s.lit.callbacks import RestoreBest
 
@@ -97,6 +98,10 @@ def stage_cli(stage: str, args: list[str]) -> None:
             if stage == "unlearn":
                 parser.link_arguments("model.teacher", "data.teacher_tokenizer",
                                       compute_fn=lambda folder: f"{folder}/encoder" if folder else None)
+
+        def before_instantiate_classes(self):
+            """Names are checked before any model or tokenizer loads."""
+            attack_class(self.config[self.subcommand].data.attack.name)
 
         def instantiate_trainer(self, **kwargs):
             """``--trainer.strategy fsdp``: the pipeline's FSDP (``w2s.distributed``), not Lightning's FSDP1."""

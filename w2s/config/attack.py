@@ -12,11 +12,12 @@ SELECTIONS = ("random", "first")
 
 @dataclass(frozen=True)
 class PoisonConfig:
-    """How to poison: ``name`` the attack (``w2s.attacks``; ``attack_args`` its options). Give exactly one of ``count`` (rows) and ``poison_rate`` (share of
-    the rows being poisoned: a stage's ``train_rows`` are cut first, so the count is what
-    that stage trains on). ``selection='first'`` takes the first eligible rows (the reference
-    code); ``'random'`` samples them with ``seed`` (``None``: the run's seed, so that runs
-    with different seeds poison different rows; 0 outside a run)."""
+    """How to poison: ``name`` the attack (``w2s.attacks``; ``attack_args``: its options). Give
+    exactly one of ``count`` (rows) and ``poison_rate`` (share of the rows being poisoned: a
+    stage's ``train_rows`` are cut first, so the count is what that stage trains on).
+    ``selection='first'`` takes the first eligible rows (the reference code); ``'random'``
+    samples them with ``seed`` (``None``: the run's seed, so that runs with different seeds
+    poison different rows; 0 outside a run)."""
 
     name: str = "badnet"
     mode: str = "clean-label"

@@ -47,7 +47,8 @@ class UnlearnModule(StudentModule):
                  class_weights: Optional[list[float]] = None):
         super().__init__(optim, target_label, num_labels, class_weights)
         if objective.needs_teacher and teacher is None:
-            raise ValueError(f"objective terms {', '.join(objective.terms)} use the teacher but no teacher folder was given")
+            raise ValueError(f"objective terms {', '.join(objective.terms)} use the teacher but no teacher folder "
+                             f"was given")
         self.save_hyperparameters()
         self.spec, self.teacher_path, self.lora, self.objective = student, teacher, lora, objective
         self.teacher = self.teacher_logits = self.teacher_features = None
@@ -124,8 +125,9 @@ class UnlearnModule(StudentModule):
     def training_step(self, batch, batch_idx):
         out = forward_with_features(self.model, batch["input_ids"], batch["attention_mask"], self.decoder,
                                     attentions=self.objective.needs_attentions, layer=self.objective.fa_layer)
+        needs = self.objective.needs
         inputs = LossInputs(out.logits, batch["labels"], self.class_weights, out.features, out.hidden,
-                            adapter_weights=self.adapter_weights() if "adapter_weights" in self.objective.needs else None,
+                            adapter_weights=self.adapter_weights() if "adapter_weights" in needs else None,
                             attentions=out.attentions,
                             attention_mask=batch["attention_mask"], query_index=out.read_index)
         if self.teacher_logits is not None:

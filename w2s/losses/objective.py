@@ -85,8 +85,9 @@ def register_term(name: str, needs: tuple[str, ...] = ()) -> Callable[[Term], Te
     ``attentions``: eager attention probabilities; ``adapter_weights``: the LoRA matrices)."""
     if name in TERMS:
         raise ValueError(f"loss term {name!r} is registered already")
-    if set(needs) - set(NEEDS):
-        raise ValueError(f"loss term {name!r}: unknown needs {sorted(set(needs) - set(NEEDS))}; valid: {', '.join(NEEDS)}")
+    unknown = sorted(set(needs) - set(NEEDS))
+    if unknown:
+        raise ValueError(f"loss term {name!r}: unknown needs {unknown}; valid: {', '.join(NEEDS)}")
 
     def register(fn: Term) -> Term:
         TERMS[name], TERM_NEEDS[name] = fn, frozenset(needs)

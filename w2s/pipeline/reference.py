@@ -62,8 +62,9 @@ def _section(cls, prefix: str) -> list[str]:
     """``## prefix``: the definition's text and a table of its keys; a key holding settings of
     its own (a dataclass) gets its own section."""
     hints = typing.get_type_hints(cls)
-    lines = [f"## `{prefix.rstrip('.') or 'top level'}` ({cls.__name__})", "", " ".join(inspect.cleandoc(cls.__doc__ or "").split()),
-             "", "| key | type | default |", "|---|---|---|"]
+    text = " ".join(inspect.cleandoc(cls.__doc__ or "").split())
+    lines = [f"## `{prefix.rstrip('.') or 'top level'}` ({cls.__name__})", "", text, "",
+             "| key | type | default |", "|---|---|---|"]
     nested = []
     for field in fields(cls):
         kind = hints[field.name]

@@ -10,8 +10,8 @@ from w2s.metrics import MetricSpec, register_metric
 __all__ = ["MODULES", "Psim", "PsimOptions"]
 
 # The filter's own columns (its module logs them): the share of clean rows it flags, of triggered rows.
-for _spec in (MetricSpec("false_alarm_rate", "false alarms", "clean"), MetricSpec("detection_rate", "detection", "triggered")):
-    register_metric(_spec)
+register_metric(MetricSpec("false_alarm_rate", "false alarms", "clean"))
+register_metric(MetricSpec("detection_rate", "detection", "triggered"))
 
 
 @register_defense("psim")
