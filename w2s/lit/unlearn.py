@@ -123,9 +123,9 @@ class UnlearnModule(StudentModule):
         return features
 
     def training_step(self, batch, batch_idx):
-        out = forward_with_features(self.model, batch["input_ids"], batch["attention_mask"], self.decoder,
-                                    attentions=self.objective.needs_attentions, layer=self.objective.fa_layer)
         needs = self.objective.needs
+        out = forward_with_features(self.model, batch["input_ids"], batch["attention_mask"], self.decoder,
+                                    attentions="attentions" in needs, layer=self.objective.fa_layer)
         inputs = LossInputs(out.logits, batch["labels"], self.class_weights, out.features, out.hidden,
                             adapter_weights=self.adapter_weights() if "adapter_weights" in needs else None,
                             attentions=out.attentions,

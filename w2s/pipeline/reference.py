@@ -45,6 +45,10 @@ def _default(field) -> str:
     return "`" + json.dumps(to_jsonable(value)) + "`"
 
 
+def _row(key: str, field, default: str | None = None) -> str:
+    return f"| `{key}` | `{_type(field)}` | {default or _default(field)} |"
+
+
 def _settings(kind, key: str):
     """``(dataclass, key)`` where ``kind`` holds settings of their own (``NAME`` standing for the
     keys of a mapping), else None."""
@@ -72,7 +76,7 @@ def _section(cls, prefix: str) -> list[str]:
         default = _default(field)
         if inner is not None:  # a mapping's keys are documented below; a plain default (a name) stays
             default = f"`{inner[1]}*` below" if default.startswith("`{") else f"{default}, or `{inner[1]}*` below"
-        lines.append(f"| `{prefix + field.name}` | `{_type(field)}` | {default} |")
+        lines.append(_row(prefix + field.name, field, default))
         if inner is not None:
             nested.append(inner)
     lines.append("")
@@ -95,7 +99,7 @@ def reference() -> str:
         options = fields(defense.Options)
         if options:
             lines += ["| option | type | default |", "|---|---|---|"]
-            lines += [f"| `options.{f.name}` | `{_type(f)}` | {_default(f)} |" for f in options]
+            lines += [_row(f"options.{f.name}", f) for f in options]
             lines.append("")
     return "\n".join(lines)
 

@@ -44,7 +44,8 @@ def result_rows(manifests: dict[str, dict]) -> list[dict]:
 def summary(rows: list[dict]) -> dict[str, float]:
     """``<defense>/<column>`` for every number of the table (``w2s/asr``, ``w2s/ca``, ...): the
     metrics a sweep optimises (W&B run summary, ``summary.json``)."""
-    return {f"{r['defense']}/{c}": r[c] for r in rows for c in numeric() if r.get(c) is not None}
+    columns = numeric()
+    return {f"{r['defense']}/{c}": r[c] for r in rows for c in columns if r.get(c) is not None}
 
 
 def notes(manifests: dict[str, dict], clean_lora: list[str]) -> list[str]:

@@ -86,8 +86,8 @@ def trigger_tokenizers(config: PipelineConfig) -> list[str]:
 def datamodule(config: PipelineConfig, tokenizer: str, teacher_tokenizer: str | None = None,
                dataset=None, rows=None, poison_train: bool = False, batch_size: int = 32, **kwargs) -> W2SDataModule:
     return W2SDataModule(dataset or config.dataset, tokenizer=tokenizer, teacher_tokenizer=teacher_tokenizer,
-                         attack=config.attack, poison_train=poison_train, train_rows=rows, max_eval_rows=config.max_eval_rows,
-                         max_length=config.max_length, batch_size=batch_size,
+                         attack=config.attack, poison_train=poison_train, train_rows=rows,
+                         max_eval_rows=config.max_eval_rows, max_length=config.max_length, batch_size=batch_size,
                          eval_batch_size=config.eval_batch_size, seed=config.seed,
                          bucket_batches=config.bucket_batches, num_workers=config.num_workers,
                          trigger_tokenizers=trigger_tokenizers(config), dev_probe=config.dev_asr, **kwargs)
@@ -137,10 +137,11 @@ def _finite(value: float | None) -> float | None:
     return None if value is None or math.isnan(value) else value
 
 
-def logged(values: dict, stage: str, prefix: str = "") -> dict:
-    """``{prefix + NAME: value}`` of every registered metric logged as ``stage/NAME`` (NaN, no row
-    to count, as None)."""
-    return {prefix + name: _finite(values[f"{stage}/{name}"]) for name in METRICS if f"{stage}/{name}" in values}
+def logged(values: dict, stage: str, prefix: str = "", only=lambda spec: True) -> dict:
+    """``{prefix + NAME: value}`` of every registered metric (``only`` those) logged as
+    ``stage/NAME`` (NaN, no row to count, as None)."""
+    return {prefix + s.name: _finite(values[f"{stage}/{s.name}"]) for s in METRICS.values()
+            if only(s) and f"{stage}/{s.name}" in values}
 
 
 def triggered_dev(trainer: pl.Trainer, module: ClassifierModule, data: W2SDataModule) -> dict:
@@ -152,8 +153,7 @@ def triggered_dev(trainer: pl.Trainer, module: ClassifierModule, data: W2SDataMo
         _, triggered = trainer.test(module, dataloaders=data.probe_dataloader(), verbose=False)
     finally:
         module.test_stage = "test"
-    return logged({k: v for k, v in triggered.items() if getattr(METRICS.get(k.split("/", 1)[1]), "dev", False)},
-                  "dev", "dev_")
+    return logged(triggered, "dev", "dev_", only=lambda spec: spec.dev)
 
 
 def kept_dev(trainer: pl.Trainer) -> dict:
@@ -161,10 +161,12 @@ def kept_dev(trainer: pl.Trainer) -> dict:
     clean dev rows: the best epoch's under ``keep: best`` (its monitored metric), else the last
     validation's (None without validation). What settings are chosen on."""
     restore = next((c for c in trainer.callbacks if isinstance(c, RestoreBest)), None)
-    best = {restore.monitor: restore.best_score} if restore is not None else {}
-    values = trainer.callback_metrics | best
-    return {f"dev_{s.name}": _finite(float(values.get(f"val/{s.name}", math.nan)))
-            for s in METRICS.values() if s.dev and s.rows == "clean"}
+
+    def kept(key: str) -> float | None:
+        monitored = restore is not None and restore.monitor == key
+        value = restore.best_score if monitored else trainer.callback_metrics.get(key)
+        return None if value is None else _finite(float(value))
+    return {f"dev_{s.name}": kept(f"val/{s.name}") for s in METRICS.values() if s.dev and s.rows == "clean"}
 
 
 def poison(config: PipelineConfig, run: StageRun) -> None:
