@@ -1,0 +1,121 @@
+"""PEFTGuard's detector (Vincent-HKUSTGZ/PEFTGuard, ``model/PEFTGuard_*.py``) as a LightningModule.
+
+Each branch (one ``(C, d_out, d_in)`` stack of updates, ``w2s.adapters.updates.branches``):
+Conv2d(C -> 16, kernel 8, stride 8), flatten, Linear -> 512, LeakyReLU; the branches
+concatenated, Linear -> 128, LeakyReLU, Linear 128 -> 2. Trained as the authors do: BCE on
+one-hot targets, Adam (lr 1e-4, weight decay 1e-5), the learning rate cosine-annealed to 5e-6
+over the epochs; the score of an adapter is the probability of class 1 (backdoored)."""
+from __future__ import annotations
+
+from typing import Optional
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+from torchmetrics.classification import BinaryAccuracy, BinaryAUROC
+
+from w2s.lit.callbacks import RestoreBest
+
+
+def _conv_size(size: int, kernel: int, stride: int, padding: int) -> int:
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+class PeftGuardNet(nn.Module):
+    """``branches``: each branch's ``(C, d_out, d_in)``. ``forward(list of (B, C, d_out, d_in))`` -> ``(B, 2)``."""
+
+    def __init__(self, branches: list[tuple[int, int, int]], channels: int = 16, kernel: int = 8, stride: int = 8,
+                 padding: int = 0):
+        super().__init__()
+        self.branches = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(c, channels, kernel, stride, padding), nn.Flatten(),
+                          nn.Linear(channels * _conv_size(h, kernel, stride, padding)
+                                    * _conv_size(w, kernel, stride, padding), 512), nn.LeakyReLU())
+            for c, h, w in branches)
+        self.head = nn.Sequential(nn.Linear(512 * len(branches), 128), nn.LeakyReLU(), nn.Linear(128, 2))
+
+    def forward(self, inputs: list[Tensor]) -> Tensor:
+        return self.head(torch.cat([branch(x) for branch, x in zip(self.branches, inputs)], dim=1))
+
+
+class AdapterDetector(pl.LightningModule):
+    """Batches: ``{"inputs": [per branch (B, C, d_out, d_in)], "labels": (B,)}`` (1: backdoored).
+    Logged: ``train/loss``, ``{val,test}/accuracy`` and ``{val,test}/auroc``. ``preprocessing``
+    (``Preprocessing.to_json()``) is kept in the hyperparameters: it says how an adapter becomes
+    the input, so a scan can refuse an adapter the detector was not trained for."""
+
+    def __init__(self, preprocessing: dict, lr: float = 1e-4, weight_decay: float = 1e-5, min_lr: float = 5e-6,
+                 channels: int = 16, kernel: int = 8, stride: int = 8, padding: int = 0):
+        super().__init__()
+        self.save_hyperparameters()
+        shapes: dict[tuple[int, int], int] = {}
+        for layers, d_out, d_in in preprocessing["projections"].values():
+            shapes[(d_out, d_in)] = shapes.get((d_out, d_in), 0) + layers
+        self.net = PeftGuardNet([(c, h, w) for (h, w), c in shapes.items()], channels, kernel, stride, padding)
+        self.metrics = nn.ModuleDict({f"{stage}_{name}": metric() for stage in ("val", "test")
+                                      for name, metric in (("accuracy", BinaryAccuracy), ("auroc", BinaryAUROC))})
+
+    def forward(self, inputs: list[Tensor]) -> Tensor:
+        return self.net(inputs)
+
+    @torch.no_grad()
+    def score(self, inputs: list[Tensor]) -> Tensor:
+        """``(B,)`` the probability that each adapter is backdoored."""
+        return self(inputs).softmax(dim=-1)[:, 1]
+
+    def training_step(self, batch, batch_idx):
+        logits = self(batch["inputs"])
+        loss = nn.functional.binary_cross_entropy_with_logits(
+            logits, nn.functional.one_hot(batch["labels"], 2).float())
+        self.log("train/loss", loss, batch_size=len(batch["labels"]))
+        return loss
+
+    def _evaluate(self, stage: str, batch) -> None:
+        scores = self(batch["inputs"]).softmax(dim=-1)[:, 1]
+        for name in ("accuracy", "auroc"):
+            metric = self.metrics[f"{stage}_{name}"]
+            metric.update(scores, batch["labels"])
+            self.log(f"{stage}/{name}", metric, batch_size=len(batch["labels"]))
+
+    def validation_step(self, batch, batch_idx):
+        self._evaluate("val", batch)
+
+    def test_step(self, batch, batch_idx):
+        self._evaluate("test", batch)
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        epochs: Optional[int] = self.trainer.max_epochs if self._trainer is not None else None
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, epochs or 1),
+                                                               eta_min=self.hparams.min_lr)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+
+def collate(items: list[tuple[list[Tensor], int]]) -> dict:
+    """``[(branches, label)]`` -> a batch for :class:`AdapterDetector`."""
+    return {"inputs": [torch.stack(group) for group in zip(*(branches for branches, _ in items))],
+            "labels": torch.tensor([label for _, label in items])}
+
+
+def stratified_split(labels: list[int], share: float = 0.1, seed: int = 0) -> tuple[list[int], list[int]]:
+    """``(train, held-out)`` indices, ``share`` of each class held out (at least one per class)."""
+    generator = torch.Generator().manual_seed(seed)
+    held = []
+    for label in sorted(set(labels)):
+        rows = [i for i, y in enumerate(labels) if y == label]
+        order = torch.randperm(len(rows), generator=generator).tolist()
+        held += [rows[i] for i in order[:max(1, round(share * len(rows)))]]
+    return [i for i in range(len(labels)) if i not in set(held)], sorted(held)
+
+
+def fit_detector(train: list[tuple[list[Tensor], int]], val: list[tuple[list[Tensor], int]], preprocessing: dict,
+                 epochs: int = 20, batch_size: int = 4, seed: int = 0, **options) -> AdapterDetector:
+    """Train on ``train`` (``[(branches, label)]``), keep the epoch with the best validation ROC-AUC."""
+    pl.seed_everything(seed, verbose=False)
+    detector = AdapterDetector(preprocessing, **options)
+    trainer = pl.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, callbacks=[RestoreBest("val/auroc")])
+    trainer.fit(detector, DataLoader(train, batch_size, shuffle=True, collate_fn=collate),
+                DataLoader(val, batch_size, collate_fn=collate))
+    return detector

@@ -1,0 +1,111 @@
+"""An adapter as the detector sees it: for each adapted projection ``p`` and layer ``l`` the full
+update the model really gets,
+
+    Delta W_{p,l} = s * B_{p,l} A_{p,l},    s = alpha / r  (rsLoRA: alpha / sqrt(r)),
+
+``r`` read from the shapes (so ``rank_pattern`` needs no parsing) and ``alpha`` from
+``alpha_pattern`` or ``lora_alpha``. Its shape ``(d_out, d_in)`` does not depend on the rank,
+which is what lets a detector trained on some ranks score others. The classification head
+(``modules_to_save``) is left out: it can leak the attack's target label. PEFTGuard's release
+says neither whether the scaling is folded in nor how the channels are ordered (its issue
+#11); :class:`Preprocessing` states both and travels with every detector."""
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+LORA_A = re.compile(r"^(?P<module>.+)\.lora_A(?:\.[^.]+)?\.weight$")
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How adapters become the detector's input: ``projections`` in channel order, each with its
+    ``(layers, d_out, d_in)`` shape; ``base_model`` the model the adapters were made for (an
+    adapter for another one is refused, not scored)."""
+
+    base_model: str
+    projections: dict[str, tuple[int, int, int]]
+    scaling: str = "alpha / r folded in (rsLoRA: alpha / sqrt(r))"
+    order: str = "projection-major (as listed), layer-minor (ascending)"
+    dtype: str = "float32"
+    head: str = "excluded"
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    def check(self, other: "Preprocessing", name: str) -> None:
+        """``name``'s adapter (``other``) fits a detector trained with these settings."""
+        if other.projections != self.projections:
+            raise ValueError(f"{name}: adapter updates {other.projections} do not match the detector's "
+                             f"{self.projections} (base model {self.base_model}): a detector scans adapters of "
+                             f"one base model and target modules only")
+
+
+def read_adapter(folder: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    """``(adapter_config.json, safetensors state)`` of a peft adapter folder."""
+    folder = Path(folder)
+    weights = folder / "adapter_model.safetensors"
+    if not weights.is_file():
+        raise ValueError(f"adapter: {folder} holds no adapter_model.safetensors (pickled adapters are refused)")
+    config = json.loads((folder / "adapter_config.json").read_text())
+    if config.get("peft_type", "LORA") != "LORA":
+        raise ValueError(f"adapter: {folder} is a {config['peft_type']} adapter, not LoRA")
+    if config.get("use_dora"):
+        raise ValueError(f"adapter: {folder} is DoRA, whose update also depends on the base weights: not supported yet")
+    return config, load_file(str(weights))
+
+
+def _projection(module: str) -> tuple[str, int]:
+    """``(projection name, layer index)`` of ``...layer.3.attention.self.query``: the module's last
+    name and the last number in its path."""
+    parts = module.split(".")
+    layers = [int(p) for p in parts if p.isdigit()]
+    if not layers:
+        raise ValueError(f"adapter: module {module} has no layer index")
+    return parts[-1], layers[-1]
+
+
+def _alpha(config: dict, module: str) -> float:
+    pattern = config.get("alpha_pattern") or {}
+    key = next((k for k in pattern if module == k or module.endswith("." + k)), None)
+    return float(pattern[key] if key is not None else config["lora_alpha"])
+
+
+def adapter_updates(folder: str | Path) -> dict[str, torch.Tensor]:
+    """``{projection: (layers, d_out, d_in)}`` float32 updates, projections sorted by name, layers
+    ascending."""
+    config, state = read_adapter(folder)
+    found: dict[str, dict[int, torch.Tensor]] = {}
+    for key, a in state.items():
+        match = LORA_A.match(key)
+        if match is None:
+            continue
+        module = match.group("module")
+        b = state[key.replace(".lora_A", ".lora_B")].float()
+        rank = a.shape[0]
+        scale = _alpha(config, module) / (math.sqrt(rank) if config.get("use_rslora") else rank)
+        name, layer = _projection(module)
+        found.setdefault(name, {})[layer] = scale * b @ a.float()
+    if not found:
+        raise ValueError(f"adapter: {folder} holds no LoRA matrices")
+    return {name: torch.stack([by_layer[i] for i in sorted(by_layer)]) for name, by_layer in sorted(found.items())}
+
+
+def preprocessing(updates: dict[str, torch.Tensor], base_model: str) -> Preprocessing:
+    return Preprocessing(base_model, {name: tuple(u.shape) for name, u in updates.items()})
+
+
+def branches(updates: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+    """The detector's input: projections of one ``(d_out, d_in)`` shape stacked as the channels of
+    one branch ``(C, d_out, d_in)`` (projection-major, layer-minor); one branch per shape (a
+    grouped-query model's smaller ``v``), in order of first appearance."""
+    groups: dict[tuple[int, int], list[torch.Tensor]] = {}
+    for update in updates.values():
+        groups.setdefault(tuple(update.shape[1:]), []).append(update)
+    return [torch.cat(group) for group in groups.values()]
