@@ -8,10 +8,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from w2s.adapters import adapter_updates, preprocessing
 from w2s.adapters.detector import AdapterDetector, collate, fit_detector, stratified_split
 from w2s.adapters.spectral import logistic_regression, norm_profile, spectral_features, spectral_statistics
-from w2s.adapters.updates import branches
+from w2s.adapters.updates import adapter_updates, branches, preprocessing
 
 
 def _adapter(base, folder, seed=0, **lora):

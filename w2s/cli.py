@@ -13,7 +13,8 @@ from typing import Optional
 
 from jsonargparse import ActionConfigFile, ArgumentParser
 
-from w2s.pipeline.load import check_config_files, load_config
+from w2s.config.adapters import AdapterBenchmarkConfig
+from w2s.pipeline.load import check_config_files, instantiate, load_config
 from w2s.pipeline.load import strict_parser as _parser
 
 from w2s.data.readers import FORMATS, DataError, read_examples
@@ -159,6 +160,17 @@ def list_defenses() -> None:
                   + (f"; {options}" if fields(options) else ""))
 
 
+def adapters_build(benchmark: AdapterBenchmarkConfig, processes: int = 1) -> None:
+    """Train N benign and N backdoored LoRA adapters (hyper-parameters drawn from the same
+    distributions for both classes) and store them as a dataset; rerun to continue a killed build."""
+    from w2s.adapters.build import build_benchmark
+
+    counts = build_benchmark(benchmark, processes)
+    print(f"{benchmark.output}: {counts['benign']} benign and {counts['backdoored']} backdoored adapters "
+          f"({counts['dropped']} backdoored dropped: the attack did not take; {counts['missing']} still to train); "
+          f"metadata.jsonl loads with datasets.load_dataset('json', data_files=...)")
+
+
 PIPELINE = ("attack -> teacher -> poisoned student -> defenses -> CA/ASR table, from one YAML (stages whose "
             "inputs did not change are reused); w2s pipeline --help lists every setting.")
 
@@ -200,6 +212,14 @@ def build_parser() -> ArgumentParser:
     evaluation.add_function_arguments(evaluate)
     commands.add_subcommand("evaluate", evaluation)
     commands.add_subcommand("defenses", _parser(description=list_defenses.__doc__))
+    adapters = _parser(description="Scan LoRA adapters for backdoors (PEFTGuard): build a benchmark of adapters.")
+    commands.add_subcommand("adapters", adapters)
+    adapter_commands = adapters.add_subcommands(dest="action")
+    build = _parser(description=adapters_build.__doc__)
+    build.add_argument("--config", action=ActionConfigFile, help="benchmark YAML (experiments/adapters/)")
+    build.add_class_arguments(AdapterBenchmarkConfig, "benchmark")
+    build.add_argument("--processes", type=int, default=1, help="adapters trained at a time, one process each")
+    adapter_commands.add_subcommand("build", build)
     for stage in STAGES:
         commands.add_subcommand(stage, _parser(
             description=f"Lightning CLI for the {stage} stage: w2s {stage} {{fit,validate,test}} --help"))
@@ -254,6 +274,10 @@ def main(args: Optional[list[str]] = None) -> int:
             run_sweep(**_arguments(parsed.sweep))
         elif parsed.command == "defenses":
             list_defenses()
+        elif parsed.command == "adapters":
+            quiet_libraries()
+            build = parsed.adapters.build
+            adapters_build(instantiate(build_parser(), parsed).adapters.build.benchmark, build.processes)
         elif parsed.command == "evaluate":
             quiet_libraries()
             evaluate(**_arguments(parsed.evaluate))

@@ -102,14 +102,14 @@ def load_config(args: list[str]) -> PipelineConfig:
             entry = entry[part]
         entry[path[-1]] = value
     try:
-        return PipelineConfig(**{k: v for k, v in vars(_instantiate(parser, parsed)).items()
+        return PipelineConfig(**{k: v for k, v in vars(instantiate(parser, parsed)).items()
                                  if k not in ("__path__", "config")})
     except (ValueError, TypeError) as err:
         section = _failing_section(parsed)  # the key the message names, if it names none
         raise ValueError(f"{section + ': ' if section else ''}{' '.join(str(err).split())}") from None
 
 
-def _instantiate(parser: ArgumentParser, parsed):
+def instantiate(parser: ArgumentParser, parsed):
     # newer jsonargparse releases name it instantiate, older ones instantiate_classes
     return (getattr(parser, "instantiate", None) or parser.instantiate_classes)(parsed)
 
@@ -126,7 +126,7 @@ def _failing_section(namespace) -> Optional[str]:
         section = strict_parser()
         section.add_class_arguments(kind, name)
         try:
-            _instantiate(section, section.parse_object({name: namespace[name].as_dict()}))
+            instantiate(section, section.parse_object({name: namespace[name].as_dict()}))
         except (ValueError, TypeError, ArgumentError):
             return name
     return None
