@@ -7,8 +7,6 @@ one-hot targets, Adam (lr 1e-4, weight decay 1e-5), the learning rate cosine-ann
 over the epochs; the score of an adapter is the probability of class 1 (backdoored)."""
 from __future__ import annotations
 
-from typing import Optional
-
 import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
@@ -72,7 +70,7 @@ class AdapterDetector(pl.LightningModule):
         return loss
 
     def _evaluate(self, stage: str, batch) -> None:
-        scores = self(batch["inputs"]).softmax(dim=-1)[:, 1]
+        scores = self.score(batch["inputs"])
         for name in ("accuracy", "auroc"):
             metric = self.metrics[f"{stage}_{name}"]
             metric.update(scores, batch["labels"])
@@ -86,8 +84,7 @@ class AdapterDetector(pl.LightningModule):
 
     def configure_optimizers(self):
         optimizer = torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
-        epochs: Optional[int] = self.trainer.max_epochs if self._trainer is not None else None
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, epochs or 1),
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, self.trainer.max_epochs),
                                                                eta_min=self.hparams.min_lr)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
 
