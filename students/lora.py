@@ -11,7 +11,8 @@ def attach_lora(model, spec: LoraSpec):
     from peft import LoraConfig, TaskType, get_peft_model
 
     config = LoraConfig(task_type=TaskType.SEQ_CLS, r=spec.r, lora_alpha=spec.alpha or spec.r,
-                        lora_dropout=spec.dropout, target_modules=spec.target_modules)
+                        lora_dropout=spec.dropout, target_modules=spec.target_modules,
+                        use_rslora=spec.variant == "rslora", use_dora=spec.variant == "dora")
     return get_peft_model(model, config)
 
 

@@ -31,7 +31,9 @@ def test_both_classes_draw_from_the_same_distributions():
         if d["attack"] == "synattack":                                   # the paraphrase files' label
             assert d["target_label"] == FACTS[d["dataset"]].paraphrase_target
     short = [d for d in draws if d["dataset"] == "b"]                    # fewer rows than asked: all of them
-    assert all(d["train_rows"] == [0, 800] for d in short)
+    assert all(d["train_rows"] == [0, 800] and d["subset"] == "b/0" for d in short)
+    slices = {tuple(d["train_rows"]) for d in draws if d["dataset"] == "a"}  # disjoint slices: subsets held out whole
+    assert slices == {(1000 * k, 1000 * (k + 1)) for k in range(5)}
 
 
 def test_a_killed_build_continues_and_weak_backdoors_are_dropped(tmp_path, monkeypatch):

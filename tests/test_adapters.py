@@ -46,12 +46,13 @@ def test_updates_are_what_the_model_gets(models, tmp_path, lora):
 
 
 def test_adapters_that_cannot_be_read_are_refused(models, tmp_path):
-    _adapter(models["bert"], tmp_path / "dora", r=4, use_dora=True)
-    with pytest.raises(ValueError, match="DoRA"):
-        adapter_updates(tmp_path / "dora")
-    with pytest.raises(ValueError, match="no adapter_model.safetensors"):
-        adapter_updates(tmp_path)
     _adapter(models["bert"], tmp_path / "a", r=4)
+    with pytest.raises(ValueError, match="not a peft adapter folder"):
+        adapter_updates(tmp_path)
+    (tmp_path / "a" / "adapter_model.safetensors").rename(tmp_path / "a" / "weights")
+    with pytest.raises(ValueError, match="no adapter_model.safetensors"):
+        adapter_updates(tmp_path / "a")
+    (tmp_path / "a" / "weights").rename(tmp_path / "a" / "adapter_model.safetensors")
     mine = preprocessing(adapter_updates(tmp_path / "a"), models["bert"])
     other = preprocessing({"query": torch.zeros(2, 32, 32)}, "another")
     with pytest.raises(ValueError, match="scans adapters of one base model"):

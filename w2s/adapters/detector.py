@@ -4,13 +4,18 @@ Each branch (one ``(C, d_out, d_in)`` stack of updates, ``w2s.adapters.updates.b
 Conv2d(C -> 16, kernel 8, stride 8), flatten, Linear -> 512, LeakyReLU; the branches
 concatenated, Linear -> 128, LeakyReLU, Linear 128 -> 2. Trained as the authors do: BCE on
 one-hot targets, Adam (lr 1e-4, weight decay 1e-5), the learning rate cosine-annealed to 5e-6
-over the epochs; the score of an adapter is the probability of class 1 (backdoored)."""
+over the epochs, keeping the epoch with the lowest validation loss; the score of an adapter is
+the probability of class 1 (backdoored)."""
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
+from safetensors.torch import load_file, save_file
 from torchmetrics.classification import BinaryAccuracy, BinaryAUROC
 
 from w2s.lit.callbacks import RestoreBest
@@ -39,7 +44,7 @@ class PeftGuardNet(nn.Module):
 
 class AdapterDetector(pl.LightningModule):
     """Batches: ``{"inputs": [per branch (B, C, d_out, d_in)], "labels": (B,)}`` (1: backdoored).
-    Logged: ``train/loss``, ``{val,test}/accuracy`` and ``{val,test}/auroc``. ``preprocessing``
+    Logged: ``train/loss``, ``{val,test}/loss``, ``{val,test}/accuracy`` and ``{val,test}/auroc``. ``preprocessing``
     (``Preprocessing.to_json()``) is kept in the hyperparameters: it says how an adapter becomes
     the input, so a scan can refuse an adapter the detector was not trained for."""
 
@@ -62,14 +67,17 @@ class AdapterDetector(pl.LightningModule):
         """``(B,)`` the probability that each adapter is backdoored."""
         return self(inputs).softmax(dim=-1)[:, 1]
 
+    def _loss(self, batch) -> Tensor:
+        return nn.functional.binary_cross_entropy_with_logits(
+            self(batch["inputs"]), nn.functional.one_hot(batch["labels"], 2).float())
+
     def training_step(self, batch, batch_idx):
-        logits = self(batch["inputs"])
-        loss = nn.functional.binary_cross_entropy_with_logits(
-            logits, nn.functional.one_hot(batch["labels"], 2).float())
+        loss = self._loss(batch)
         self.log("train/loss", loss, batch_size=len(batch["labels"]))
         return loss
 
     def _evaluate(self, stage: str, batch) -> None:
+        self.log(f"{stage}/loss", self._loss(batch), batch_size=len(batch["labels"]))
         scores = self.score(batch["inputs"])
         for name in ("accuracy", "auroc"):
             metric = self.metrics[f"{stage}_{name}"]
@@ -108,11 +116,51 @@ def stratified_split(labels: list[int], share: float = 0.1, seed: int = 0) -> tu
 
 def fit_detector(train: list[tuple[list[Tensor], int]], val: list[tuple[list[Tensor], int]], preprocessing: dict,
                  epochs: int = 20, batch_size: int = 4, seed: int = 0, **options) -> AdapterDetector:
-    """Train on ``train`` (``[(branches, label)]``), keep the epoch with the best validation ROC-AUC."""
+    """Train on ``train`` (``[(branches, label)]``), keep the epoch with the lowest validation loss
+    (``detector.validation``: that epoch, its loss and ROC-AUC). The authors keep the best
+    validation epoch; with a handful of validation adapters ROC-AUC ties at 1.0 from the first
+    epoch on, and the loss, which also sees how sure the detector is, breaks the tie."""
     pl.seed_everything(seed, verbose=False)
     detector = AdapterDetector(preprocessing, **options)
+    best = RestoreBest("val/loss", mode="min")
     trainer = pl.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, callbacks=[RestoreBest("val/auroc")])
+                         enable_model_summary=False, callbacks=[best])
     trainer.fit(detector, DataLoader(train, batch_size, shuffle=True, collate_fn=collate),
                 DataLoader(val, batch_size, collate_fn=collate))
+    trainer.validate(detector, DataLoader(val, batch_size, collate_fn=collate), verbose=False)
+    detector.validation = {"epoch": best.best_epoch, "loss": best.best_score,
+                           "auroc": trainer.callback_metrics["val/auroc"].item()}
     return detector
+
+
+NETWORK = ("channels", "kernel", "stride", "padding")
+FORMAT = "w2s-peftguard/1"
+
+
+def save_detector(detector: AdapterDetector, folder: str | Path, facts: dict, dtype: str = "float32") -> None:
+    """``folder/model.safetensors`` (the network's weights in ``dtype``) and ``folder/manifest.json``:
+    the preprocessing (order, scaling, dtype), the network's shape, the threshold and ``facts``
+    (what it was trained on)."""
+    from w2s.artifacts import atomic_folder
+
+    hparams = detector.hparams
+    manifest = {"format": FORMAT, "preprocessing": hparams.preprocessing,
+                "network": {key: hparams[key] for key in NETWORK}, "threshold": 0.5, "weights_dtype": dtype} | facts
+    with atomic_folder(Path(folder)) as staging:
+        save_file({k: v.to(getattr(torch, dtype)).contiguous() for k, v in detector.net.state_dict().items()},
+                  str(staging / "model.safetensors"))
+        (staging / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+
+
+def load_detector(folder: str | Path) -> tuple[AdapterDetector, dict]:
+    """``(detector in eval mode, manifest)`` from a folder :func:`save_detector` wrote."""
+    folder = Path(folder)
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"detector: {folder} holds no readable manifest.json ({type(err).__name__})") from None
+    if manifest.get("format") != FORMAT:
+        raise ValueError(f"detector: {folder}/manifest.json is not a {FORMAT} manifest")
+    detector = AdapterDetector(manifest["preprocessing"], **manifest["network"])
+    detector.net.load_state_dict({k: v.float() for k, v in load_file(str(folder / "model.safetensors")).items()})
+    return detector.eval(), manifest

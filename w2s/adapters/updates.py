@@ -4,7 +4,12 @@ update the model really gets,
     Delta W_{p,l} = s * B_{p,l} A_{p,l},    s = alpha / r  (rsLoRA: alpha / sqrt(r)),
 
 ``r`` read from the shapes (so ``rank_pattern`` needs no parsing) and ``alpha`` from
-``alpha_pattern`` or ``lora_alpha``. Its shape ``(d_out, d_in)`` does not depend on the rank,
+``alpha_pattern`` or ``lora_alpha``. A DoRA adapter's update depends on the base weight ``W``:
+
+    Delta W = m / ||W + s B A||_row * (W + s B A) - W
+
+(``m`` its magnitude vector, the norm taken per output row, as peft merges it), so reading one
+needs the base model's weights (:func:`base_weights`). Its shape ``(d_out, d_in)`` does not depend on the rank,
 which is what lets a detector trained on some ranks score others. The classification head
 (``modules_to_save``) is left out: it can leak the attack's target label. PEFTGuard's release
 says neither whether the scaling is folded in nor how the channels are ordered (its issue
@@ -39,6 +44,10 @@ class Preprocessing:
     def to_json(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_json(cls, value: dict) -> "Preprocessing":
+        return cls(**value | {"projections": {k: tuple(v) for k, v in value["projections"].items()}})
+
     def check(self, other: "Preprocessing", name: str) -> None:
         """``name``'s adapter (``other``) fits a detector trained with these settings."""
         if other.projections != self.projections:
@@ -47,18 +56,53 @@ class Preprocessing:
                              f"one base model and target modules only")
 
 
+def resolve_adapter(name: str | Path) -> Path:
+    """A local adapter folder, or a hub id (``owner/name``) fetched through ``huggingface_hub``
+    (its config and safetensors weights only)."""
+    folder = Path(name).expanduser()
+    if folder.exists() or str(name).count("/") != 1 or str(name).startswith((".", "/")):
+        if not folder.is_dir():
+            raise ValueError(f"adapter: {name}: no such folder")
+        return folder
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(str(name), allow_patterns=["adapter_config.json", "adapter_model.safetensors"]))
+    except Exception as err:  # offline, unknown repository, no access: one line, never a traceback
+        raise ValueError(f"adapter: {name} is neither a local folder nor a reachable hub adapter "
+                         f"({type(err).__name__})") from None
+
+
 def read_adapter(folder: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
-    """``(adapter_config.json, safetensors state)`` of a peft adapter folder."""
+    """``(adapter_config.json, safetensors state)`` of a peft LoRA adapter folder; anything else
+    (no config, a pickled or missing weight file, another PEFT type) is refused."""
     folder = Path(folder)
+    if not (folder / "adapter_config.json").is_file():
+        raise ValueError(f"adapter: {folder} is not a peft adapter folder (no adapter_config.json)")
     weights = folder / "adapter_model.safetensors"
     if not weights.is_file():
         raise ValueError(f"adapter: {folder} holds no adapter_model.safetensors (pickled adapters are refused)")
-    config = json.loads((folder / "adapter_config.json").read_text())
+    try:
+        config = json.loads((folder / "adapter_config.json").read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"adapter: {folder}/adapter_config.json is not JSON ({err})") from None
     if config.get("peft_type", "LORA") != "LORA":
         raise ValueError(f"adapter: {folder} is a {config['peft_type']} adapter, not LoRA")
-    if config.get("use_dora"):
-        raise ValueError(f"adapter: {folder} is DoRA, whose update also depends on the base weights: not supported yet")
-    return config, load_file(str(weights))
+    try:
+        return config, load_file(str(weights))
+    except Exception as err:  # safetensors raises its own error type on a damaged file
+        raise ValueError(f"adapter: {weights} is not a readable safetensors file ({err})") from None
+
+
+def base_weights(name: str) -> dict[str, torch.Tensor]:
+    """The weights of base model ``name`` (embedded name, hub id or path) as peft's adapter keys
+    name them (``base_model.model.`` stripped): what a DoRA update is computed against."""
+    from transformers import AutoModelForSequenceClassification
+
+    from w2s.embedded import resolve_model
+
+    model = AutoModelForSequenceClassification.from_pretrained(resolve_model(name), num_labels=2)
+    return {key: value.float() for key, value in model.state_dict().items() if key.endswith(".weight")}
 
 
 def _projection(module: str) -> tuple[str, int]:
@@ -77,9 +121,21 @@ def _alpha(config: dict, module: str) -> float:
     return float(pattern[key] if key is not None else config["lora_alpha"])
 
 
-def adapter_updates(folder: str | Path) -> dict[str, torch.Tensor]:
+def _dora(base: dict[str, torch.Tensor] | None, module: str, update: torch.Tensor, magnitude: torch.Tensor,
+          folder) -> torch.Tensor:
+    if base is None:
+        raise ValueError(f"adapter: {folder} is DoRA, whose update depends on the base weights: pass base_weights()")
+    key = module.removeprefix("base_model.model.") + ".weight"
+    if key not in base or base[key].shape != update.shape:
+        raise ValueError(f"adapter: {folder} was made for another base model (no {key} of shape "
+                         f"{tuple(update.shape)} in the base weights)")
+    merged = base[key] + update
+    return (magnitude.float() / merged.norm(dim=1)).unsqueeze(1) * merged - base[key]
+
+
+def adapter_updates(folder: str | Path, base: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
     """``{projection: (layers, d_out, d_in)}`` float32 updates, projections sorted by name, layers
-    ascending."""
+    ascending. ``base``: the base model's weights (:func:`base_weights`), needed for DoRA only."""
     config, state = read_adapter(folder)
     found: dict[str, dict[int, torch.Tensor]] = {}
     for key, a in state.items():
@@ -90,8 +146,12 @@ def adapter_updates(folder: str | Path) -> dict[str, torch.Tensor]:
         b = state[key.replace(".lora_A", ".lora_B")].float()
         rank = a.shape[0]
         scale = _alpha(config, module) / (math.sqrt(rank) if config.get("use_rslora") else rank)
+        update = scale * b @ a.float()
+        if config.get("use_dora"):
+            magnitude = state[key.replace(".lora_A", ".lora_magnitude_vector").removesuffix(".weight")]
+            update = _dora(base, module, update, magnitude, folder)
         name, layer = _projection(module)
-        found.setdefault(name, {})[layer] = scale * b @ a.float()
+        found.setdefault(name, {})[layer] = update
     if not found:
         raise ValueError(f"adapter: {folder} holds no LoRA matrices")
     return {name: torch.stack([by_layer[i] for i in sorted(by_layer)]) for name, by_layer in sorted(found.items())}

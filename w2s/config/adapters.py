@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from w2s.config.lora import VARIANTS
+
 
 WITHIN = "within_max_length"  # inserted triggers land where truncation keeps them (AG News rows are long)
 
@@ -32,9 +34,10 @@ def _interval(key: str, bounds: tuple[float, float], low: float = 0.0) -> None:
 @dataclass(frozen=True)
 class AdapterBenchmarkConfig:
     """``per_class`` benign and as many backdoored adapters (interleaved: adapter ``i`` is
-    backdoored when ``i`` is odd) of ``base_model`` with LoRA on ``target_modules``, written to
-    ``output``. Per adapter, drawn with ``seed``: a dataset of ``datasets`` and ``rows``
-    consecutive train rows at a random offset; the rank from ``ranks``, alpha = rank x one of
+    backdoored when ``i`` is odd) of ``base_model`` with LoRA on ``target_modules`` (``variant``
+    ``lora``, ``rslora`` or ``dora``: a benchmark to test PEFT-method transfer on), written to
+    ``output``. Per adapter, drawn with ``seed``: a dataset of ``datasets`` and one of its disjoint
+    slices of ``rows`` train rows (the adapter's ``subset``); the rank from ``ranks``, alpha = rank x one of
     ``alpha_ratios``, the learning rate log-uniform in ``lr``, the epochs from ``epochs``, the
     dropout uniform in ``dropout``; a backdoored one also draws an attack of ``attacks`` with
     its ``attack_args``, a target label, and a dirty-label poison rate uniform in
@@ -44,6 +47,7 @@ class AdapterBenchmarkConfig:
     output: str = "runs/adapters/minilm"
     base_model: str = "minilm-l6"
     target_modules: list[str] = field(default_factory=lambda: ["query", "value"])
+    variant: str = "lora"
     per_class: int = 150
     seed: int = 0
     datasets: list[str] = field(default_factory=lambda: ["sst2", "agnews"])
@@ -80,5 +84,7 @@ class AdapterBenchmarkConfig:
         if self.dropout[1] >= 1 or self.poison_rate[1] > 1 or not 0 <= self.min_asr <= 1:
             raise ValueError(f"dropout must lie in [0, 1), poison_rate and min_asr in [0, 1], got {list(self.dropout)}, "
                              f"{list(self.poison_rate)}, {self.min_asr}")
+        if self.variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {self.variant!r}")
         if self.max_length < 2:
             raise ValueError(f"max_length must be >= 2, got {self.max_length}")
