@@ -65,7 +65,9 @@ def test_a_killed_build_continues_and_weak_backdoors_are_dropped(tmp_path, monke
     table = datasets.load_dataset("json", data_files=str(tmp_path / "bench" / "metadata.jsonl"))["train"]
     assert table["index"] == [0, 1, 2, 4, 5] and table["adapter"][-1] == "adapters/00005"
     with pytest.raises(ValueError, match="holds a benchmark built with other settings"):
-        build_benchmark(AdapterBenchmarkConfig(output=str(tmp_path / "bench"), per_class=4, datasets=["a"]))
+        build_benchmark(AdapterBenchmarkConfig(output=str(tmp_path / "bench"), per_class=3, datasets=["a"], seed=1))
+    grown = build_benchmark(AdapterBenchmarkConfig(output=str(tmp_path / "bench"), per_class=4, datasets=["a"]))
+    assert trained == [0, 1, 2, 3, 4, 5, 6, 7] and grown["benign"] == 4  # more per class: only the new ones train
 
 
 def test_a_tiny_benchmark_in_two_processes_is_the_one_process_one(models, task, tmp_path):

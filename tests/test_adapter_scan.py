@@ -3,6 +3,7 @@ adapters of a tiny BERT: a backdoored adapter carries one fixed rank-1 direction
 The detector trained by ``w2s adapters train`` flags a fresh backdoored adapter and passes a fresh
 benign one; ``w2s scan`` refuses, in one line and with nothing scored, every adapter it cannot
 judge; ``w2s adapters eval`` keeps its splits apart; DoRA updates equal what peft merges."""
+import csv
 import json
 import shutil
 
@@ -14,7 +15,8 @@ from tests import tiny
 from w2s.adapters.benchmark import load_benchmark
 from w2s.adapters.detector import load_detector
 from w2s.adapters.evaluate import held_out_subsets, measure, splits, tpr_at_fpr
-from w2s.adapters.scan import default_detector
+from w2s.adapters.manifest import default_detector
+from w2s.adapters.scan import train_detector
 from w2s.adapters.updates import adapter_updates, base_weights, preprocessing
 from w2s.cli import main
 
@@ -43,21 +45,24 @@ def make_adapter(base, folder, backdoored, seed, rank=4, targets=("query", "valu
     return peft_model
 
 
-@pytest.fixture(scope="module")
-def benchmark(models, tmp_path_factory):
-    """24 adapters in the layout `w2s adapters build` writes: two datasets of three subsets each,
-    ranks 2 and 4, two attacks."""
-    root = tmp_path_factory.mktemp("bench")
+def make_benchmark(base, root, n=24, targets=("query", "value")):
+    """``n`` adapters in the layout `w2s adapters build` writes: two datasets of three subsets
+    each, ranks 2 and 4, two attacks."""
     records = []
-    for i in range(24):
+    for i in range(n):
         record = {"index": i, "backdoored": i % 2 == 1, "dataset": "ab"[i % 4 // 2], "rank": 2 + 2 * (i % 3 == 0),
                   "alpha": 4, "attack": ATTACKS[i % 4 // 2] if i % 2 else None, "adapter": f"adapters/{i:05d}"}
         record["subset"] = f"{record['dataset']}/{i % 3}"
-        make_adapter(models["bert"], root / record["adapter"], record["backdoored"], seed=i, rank=record["rank"])
+        make_adapter(base, root / record["adapter"], record["backdoored"], seed=i, rank=record["rank"], targets=targets)
         records.append(record)
     (root / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    (root / "config.json").write_text(json.dumps({"base_model": models["bert"], "variant": "lora"}))
+    (root / "config.json").write_text(json.dumps({"base_model": base, "variant": "lora"}))
     return root
+
+
+@pytest.fixture(scope="module")
+def benchmark(models, tmp_path_factory):
+    return make_benchmark(models["bert"], tmp_path_factory.mktemp("bench"))
 
 
 @pytest.fixture(scope="module")
@@ -191,3 +196,29 @@ def test_eval_writes_a_table_and_a_chart(benchmark, tmp_path, capsys):
     assert len(rows) == 1 + 2 * 4 * 2                                    # seeds x splits x methods
     _refused(capsys, ["adapters", "eval", "--benchmark", str(benchmark), "--output", str(out), "--methods+",
                       "magic"], "unknown method")
+
+
+def test_the_pipeline_scans_the_attackers_adapter_and_each_defenses(models, task, tmp_path, capsys):
+    from tests.helpers import run, write_config
+
+    bench = make_benchmark(models["llama"], tmp_path / "bench", n=16, targets=("q_proj", "v_proj"))
+    train_detector(bench, tmp_path / "detector", epochs=6, kernel=4, stride=4)
+    entries = (f"defenses:\n  lora: {{epochs: 1, lora: {{r: 4}}}}\n"
+               f"  peftguard: {{options: {{detector: {tmp_path / 'detector'}}}}}\n"
+               f"  all-linear: {{method: lora, epochs: 1, lora: {{r: 4, target_modules: all-linear}}}}\n"
+               f"poison: {{lora: {{r: 4}}}}\n")
+    config = write_config(tmp_path, task, defenses=entries)
+    assert run(config, models, tmp_path / "runs") == 0
+    out = capsys.readouterr().out
+    rows = {r["defense"]: r for r in csv.DictReader(open(tmp_path / "runs" / "tiny" / "results.csv"))}
+    assert list(rows) == ["poisoned", "lora", "all-linear"]                  # the detector adds columns, not a row
+    assert 0 <= float(rows["poisoned"]["p_backdoored"]) <= 1 and 0 <= float(rows["lora"]["p_backdoored"]) <= 1
+    assert rows["all-linear"]["p_backdoored"] == ""                         # other targets: not scanned, and said
+    assert "detector (peftguard): 2 adapters scanned" in out and "all-linear's adapter not scanned" in out
+    assert "P(backdoored adapter)" in (tmp_path / "runs" / "tiny" / "results.md").read_text()
+    assert run(config, models, tmp_path / "runs") == 0                      # reused, like every stage
+    assert "peftguard: up to date, reused" in capsys.readouterr().out
+    wrong = write_config(tmp_path, task, defenses="defenses:\n  peftguard: {}\npoison: {lora: {r: 4}}\n")
+    capsys.readouterr()
+    assert run(wrong, models, tmp_path / "runs") == 2                       # the shipped detector is for MiniLM-L6
+    assert "scans adapters of minilm-l6, not of the student" in capsys.readouterr().err

@@ -109,11 +109,12 @@ def _write_json(path: Path, value) -> None:
 
 
 def _claim(config: AdapterBenchmarkConfig) -> Path:
-    """``config.output``, holding this config (refused if it holds a benchmark with other settings)."""
+    """``config.output``, holding this config (refused if it holds a benchmark with other settings;
+    ``per_class`` may differ: adapter ``i``'s draw does not depend on it, so a benchmark grows)."""
     out = Path(config.output)
     settings = to_jsonable(config)
     saved = out / "config.json"
-    if saved.exists() and json.loads(saved.read_text()) != settings:
+    if saved.exists() and json.loads(saved.read_text()) | {"per_class": config.per_class} != settings:
         raise ValueError(f"{out} holds a benchmark built with other settings ({saved}): choose another output")
     _write_json(saved, settings)
     return out
@@ -170,8 +171,10 @@ def build_benchmark(config: AdapterBenchmarkConfig, processes: int = 1) -> dict:
 
 
 def assemble(out: Path, total: int) -> dict:
-    """``metadata.jsonl`` from the records (kept adapters, by index) and the counts."""
+    """``metadata.jsonl`` from the records of adapters ``0 .. total - 1`` (kept ones, by index) and
+    the counts."""
     records = [json.loads(p.read_text()) for p in sorted((out / "records").glob("*.json"))]
+    records = [r for r in records if r["index"] < total]
     kept = [r for r in records if r["kept"]]
     (out / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept))
     return {"benign": sum(not r["backdoored"] for r in kept), "backdoored": sum(r["backdoored"] for r in kept),

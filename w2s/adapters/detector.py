@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 from safetensors.torch import load_file, save_file
 from torchmetrics.classification import BinaryAccuracy, BinaryAUROC
 
+from w2s.adapters.manifest import FORMAT, read_manifest
 from w2s.lit.callbacks import RestoreBest
 
 
@@ -134,7 +135,6 @@ def fit_detector(train: list[tuple[list[Tensor], int]], val: list[tuple[list[Ten
 
 
 NETWORK = ("channels", "kernel", "stride", "padding")
-FORMAT = "w2s-peftguard/1"
 
 
 def save_detector(detector: AdapterDetector, folder: str | Path, facts: dict, dtype: str = "float32") -> None:
@@ -152,15 +152,10 @@ def save_detector(detector: AdapterDetector, folder: str | Path, facts: dict, dt
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
 
 
-def load_detector(folder: str | Path) -> tuple[AdapterDetector, dict]:
-    """``(detector in eval mode, manifest)`` from a folder :func:`save_detector` wrote."""
-    folder = Path(folder)
-    try:
-        manifest = json.loads((folder / "manifest.json").read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise ValueError(f"detector: {folder} holds no readable manifest.json ({type(err).__name__})") from None
-    if manifest.get("format") != FORMAT:
-        raise ValueError(f"detector: {folder}/manifest.json is not a {FORMAT} manifest")
+def load_detector(folder: str | Path | None = None) -> tuple[AdapterDetector, dict]:
+    """``(detector in eval mode, manifest)`` from a folder :func:`save_detector` wrote (None: the
+    detector that ships)."""
+    folder, manifest = read_manifest(folder)
     detector = AdapterDetector(manifest["preprocessing"], **manifest["network"])
     detector.net.load_state_dict({k: v.float() for k, v in load_file(str(folder / "model.safetensors")).items()})
     return detector.eval(), manifest

@@ -10,16 +10,9 @@ from pathlib import Path
 
 from w2s.adapters.benchmark import load_benchmark
 from w2s.adapters.detector import fit_detector, load_detector, save_detector, stratified_split
+from w2s.adapters.manifest import read_manifest, same_model
 from w2s.adapters.updates import (Preprocessing, adapter_updates, base_weights, branches, preprocessing,
                                   read_adapter, resolve_adapter)
-
-SHIPPED = Path(__file__).parent / "detectors"
-
-
-def default_detector() -> Path:
-    """The detector that ships for the embedded base (MiniLM-L6, LoRA on query and value)."""
-    return SHIPPED / "minilm-l6"
-
 
 def train_detector(benchmark: str | Path, output: str | Path, epochs: int = 20, seed: int = 0,
                    dtype: str = "float32", **network) -> dict:
@@ -44,46 +37,51 @@ def train_detector(benchmark: str | Path, output: str | Path, epochs: int = 20, 
     return json.loads((Path(output) / "manifest.json").read_text())
 
 
-def _same_model(named: str | None, base: str) -> bool:
-    """Whether an adapter's ``base_model_name_or_path`` names the detector's base model (an
-    embedded name, its hub id, or a folder ending in either); unnamed: decided by shapes alone."""
-    from w2s.embedded import EMBEDDED
+class Scanner:
+    """A detector (a folder ``w2s adapters train`` wrote; None: the one that ships) and what it
+    takes to turn an adapter into its input."""
 
-    if not named:
-        return True
-    aliases = {base}
-    if base in EMBEDDED:
-        entry = EMBEDDED[base]
-        aliases |= {entry.hub_id, f"{entry.package}/{entry.relative}"}
-    named = named.rstrip("/")
-    return any(named == alias or named.endswith("/" + alias) for alias in aliases if alias)
+    def __init__(self, detector: str | Path | None = None):
+        self.folder = read_manifest(detector)[0]
+        self.model, self.manifest = load_detector(self.folder)
+        self.expected = Preprocessing.from_json(self.manifest["preprocessing"])
+        self._base: dict | None = None
+
+    def read(self, name: str | Path, check_base: bool = True) -> list:
+        """The adapter's input branches; refused (``ValueError``) unless it is a safetensors LoRA
+        adapter of the detector's base model (``check_base=False``: the caller knows it is, e.g.
+        an adapter on a poisoned copy of it) with the detector's projections and shapes."""
+        path = resolve_adapter(name)
+        config, _ = read_adapter(path)
+        if check_base and not same_model(config.get("base_model_name_or_path"), self.expected.base_model):
+            raise ValueError(f"{name}: an adapter of {config['base_model_name_or_path']}, not of the detector's base "
+                             f"model {self.expected.base_model}")
+        if config.get("use_dora") and self._base is None:
+            self._base = base_weights(self.expected.base_model)
+        updates = adapter_updates(path, self._base)
+        self.expected.check(preprocessing(updates, self.expected.base_model), str(name))
+        return branches(updates)
+
+    def score(self, inputs: list) -> float:
+        """P(backdoored)."""
+        return self.model.score([x.unsqueeze(0) for x in inputs]).item()
+
+    def result(self, name: str, p: float, seconds: float) -> dict:
+        return {"adapter": str(name), "p_backdoored": p, "backdoored": p >= self.manifest["threshold"],
+                "threshold": self.manifest["threshold"], "detector": str(self.folder), "seconds": seconds}
 
 
 def scan(adapters: list[str], detector: str | Path | None = None) -> list[dict]:
     """P(backdoored) and the verdict for each adapter. Every adapter is read and checked before
     any is scored, so a refusal (``ValueError``, one line) leaves no partial result."""
-    folder = Path(detector) if detector else default_detector()
-    model, manifest = load_detector(folder)
-    expected = Preprocessing.from_json(manifest["preprocessing"])
-    base = None
+    scanner = Scanner(detector)
     inputs = []
     for name in adapters:
         start = time.perf_counter()
-        path = resolve_adapter(name)
-        config, _ = read_adapter(path)
-        if not _same_model(config.get("base_model_name_or_path"), expected.base_model):
-            raise ValueError(f"{name}: an adapter of {config['base_model_name_or_path']}, not of the detector's base "
-                             f"model {expected.base_model}")
-        if config.get("use_dora") and base is None:
-            base = base_weights(expected.base_model)
-        updates = adapter_updates(path, base)
-        expected.check(preprocessing(updates, expected.base_model), name)
-        inputs.append((branches(updates), time.perf_counter() - start))
+        inputs.append((scanner.read(name), time.perf_counter() - start))
     results = []
     for name, (branch, read) in zip(adapters, inputs):
         start = time.perf_counter()
-        p = model.score([x.unsqueeze(0) for x in branch]).item()
-        results.append({"adapter": name, "p_backdoored": p, "backdoored": p >= manifest["threshold"],
-                        "threshold": manifest["threshold"], "detector": str(folder),
-                        "seconds": read + time.perf_counter() - start})
+        p = scanner.score(branch)
+        results.append(scanner.result(name, p, read + time.perf_counter() - start))
     return results

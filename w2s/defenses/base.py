@@ -36,13 +36,15 @@ class StageContext(Protocol):
     ``config`` the whole run's settings; ``name`` the entry's name; ``poisoned`` the poisoned
     student's folder; ``teacher`` the teacher's folder when the objective uses one; ``run`` the
     stage's record (``metrics``, ``info``, ``folder``, ``writer``: False in the processes beside
-    process 0, which write nothing)."""
+    process 0, which write nothing); ``adapters``, for a detector (which runs after every other
+    stage): the LoRA adapters those stages saved, by their row of the results table."""
 
     config: PipelineConfig
     name: str
     poisoned: Path
     teacher: Optional[Path]
     run: Any
+    adapters: dict[str, Path]
 
     def student(self, stage: DefenseStage, poisoned: Optional[Path] = None):
         """The poisoned student (``poisoned``: another folder), loaded the way the defender chooses."""
@@ -82,6 +84,11 @@ class Defense:
 
     def check(self, name: str, stage: DefenseStage, config: PipelineConfig) -> None:
         """Refuse (``ValueError``) what this defense cannot run in ``config``; nothing by default."""
+
+    def scores(self, manifest: dict) -> dict[str, dict[str, float]]:
+        """A detector's finished stage -> ``{row of the results table: {column: value}}``, the
+        columns it adds to other stages' rows; none by default."""
+        return {}
 
     def notes(self, name: str, manifest: dict) -> list[str]:
         """Lines under the results table about this defense's finished stage; none by default."""

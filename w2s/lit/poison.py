@@ -51,9 +51,12 @@ class PoisonModule(StudentModule):
         return loss
 
     def save_artifact(self, folder: str | Path) -> None:
-        """Save the poisoned student (LoRA merged) with its tokenizer, atomically."""
-        model = self.model.merge_and_unload() if self.lora is not None else self.model
+        """Save the poisoned student (LoRA merged) with its tokenizer, atomically; with LoRA the
+        attacker's adapter too, in ``folder/adapter`` (what a detector of adapters scans)."""
         with atomic_folder(folder) as staging:
+            if self.lora is not None:
+                self.model.save_pretrained(staging / "adapter", safe_serialization=True)
+            model = self.model.merge_and_unload() if self.lora is not None else self.model
             model.save_pretrained(staging, safe_serialization=True)
             self.tokenizer.save_pretrained(staging)
         self.model = model

@@ -3,7 +3,7 @@ pipeline's own steps (load the student the defender's way, the defender's data, 
 record, save), so that a defense never imports the pipeline (``w2s.defenses.base.StageContext``)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from students.build import StudentSpec
@@ -17,13 +17,15 @@ from w2s.pipeline.runs import StageRun
 @dataclass
 class PipelineContext:
     """One defense stage of a pipeline run: ``name`` in ``defenses:``, the poisoned student's
-    folder, the teacher's folder (when its objective uses one), and ``run`` (its record)."""
+    folder, the teacher's folder (when its objective uses one), ``run`` (its record), and for a
+    detector the adapters of the stages before it."""
 
     config: PipelineConfig
     run: StageRun
     name: str
     poisoned: Path
     teacher: Path | None = None
+    adapters: dict[str, Path] = field(default_factory=dict)
 
     def student(self, stage: DefenseStage, poisoned: Path | None = None) -> StudentSpec:
         return stages.defender_student(self.config, self.run, stage, poisoned or self.poisoned)

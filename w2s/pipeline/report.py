@@ -27,12 +27,13 @@ def numeric() -> tuple[str, ...]:
     return tuple(c for c in columns() if c not in ("defense", "flags"))
 
 
-def result_rows(manifests: dict[str, dict]) -> list[dict]:
-    """One row per stage manifest (``poisoned`` first), with deltas against the poisoned student."""
+def result_rows(manifests: dict[str, dict], scans: dict[str, dict] | None = None) -> list[dict]:
+    """One row per stage manifest (``poisoned`` first), with deltas against the poisoned student;
+    ``scans``: the columns detectors add to a row (``Defense.scores``)."""
     base = manifests["poisoned"]["metrics"]
     rows = []
     for name, manifest in manifests.items():
-        m = manifest["metrics"]
+        m = manifest["metrics"] | (scans or {}).get(name, {})
         rows.append({"defense": name} | {column: m.get(column) for column, _ in metric_columns()} |
                     {"asr_rows": manifest.get("info", {}).get("asr_rows"), "delta_ca": m["ca"] - base["ca"],
                      "delta_asr": m["asr"] - base["asr"], "trainable_params": manifest["trainable_params"],

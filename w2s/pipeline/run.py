@@ -84,7 +84,11 @@ def _run(config: PipelineConfig, root: Path, report: Path, tracker) -> list[dict
         return folder
 
     teacher_folders = {name: teacher(spec, name) for name, spec in config.defense_teachers().items()}
+    adapters = {"poisoned": poisoned / "model" / "adapter"}  # row -> the LoRA adapter its stage saved, if any
+    detectors = {name: d for name, d in config.defenses.items() if d.defense.family == "detector"}
     for name, defense in config.defenses.items():
+        if name in detectors:
+            continue
         inputs = {"poisoned": manifests["poisoned"]["key"]}
         teacher_folder = teacher_folders.get(name)
         if teacher_folder:
@@ -97,9 +101,23 @@ def _run(config: PipelineConfig, root: Path, report: Path, tracker) -> list[dict
             lambda run, name=name, defense=defense, teacher_folder=teacher_folder: defense.defense.run(
                 PipelineContext(config, run, name, poisoned / "model", teacher_folder / "model" if teacher_folder
                                 else None), defense))
+        adapters[name] = folder / "model" / "adapter"
+
+    adapters = {row: path for row, path in adapters.items() if path.is_dir()}
+    scans: dict[str, dict] = {}  # row -> the columns detectors add to it
+    for name, defense in detectors.items():  # after every stage whose adapter they scan
+        inputs = {row: manifests[row]["key"] for row in adapters}
+        settings = shared | {"defense": defense}
+        folder = root / "defenses" / (f"{name}-{fingerprint([settings, inputs])}" if config.report_dir else name)
+        manifest = _run_stage(folder, name, settings, inputs, config.seed, tracker,
+                              lambda run, name=name, defense=defense: defense.defense.run(
+                                  PipelineContext(config, run, name, poisoned / "model", adapters=adapters), defense))
+        for row, values in defense.defense.scores(manifest).items():
+            scans.setdefault(row, {}).update(values)
+        manifests[name] = manifest
 
     clean_lora = [name for name, d in config.defenses.items() if d.is_clean_lora]
-    rows = result_rows(manifests)
+    rows = result_rows({name: m for name, m in manifests.items() if name not in detectors}, scans)
     attack = ("task-agnostic: ASR = triggered rows whose prediction changes"
               if attack_class(config.attack.name).task_agnostic
               else f"{config.attack.mode}, target {config.attack.target_label}")
