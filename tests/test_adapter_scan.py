@@ -6,6 +6,7 @@ judge; ``w2s adapters eval`` keeps its splits apart; DoRA updates equal what pef
 import csv
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -189,7 +190,7 @@ def test_metrics():
 def test_eval_writes_a_table_and_a_chart(benchmark, tmp_path, capsys):
     out = tmp_path / "eval"
     assert main(["adapters", "eval", "--benchmark", str(benchmark), "--output", str(out), "--seeds", "2",
-                 "--methods+", "spectral + LR", "--methods+", "control: dataset"]) == 0
+                 "--methods+", "spectral + LR", "--methods+", "control: head only"]) == 0
     table = (out / "results.md").read_text()
     assert "| in-distribution | spectral + LR |" in table and (out / "auroc.png").stat().st_size > 1000
     rows = (out / "results.csv").read_text().splitlines()
@@ -222,3 +223,10 @@ def test_the_pipeline_scans_the_attackers_adapter_and_each_defenses(models, task
     capsys.readouterr()
     assert run(wrong, models, tmp_path / "runs") == 2                       # the shipped detector is for MiniLM-L6
     assert "scans adapters of minilm-l6, not of the student" in capsys.readouterr().err
+
+
+def test_the_shipped_scan_and_mitigate_config_loads():
+    from w2s.pipeline.load import load_config
+
+    config = load_config(["--config", str(Path(__file__).parents[1] / "experiments/adapters/scan_and_mitigate.yaml")])
+    assert config.poison.lora is not None and list(config.defenses) == ["lora", "fine-mixing", "peftguard"]

@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from w2s.adapters.detector import AdapterDetector, collate, fit_detector, stratified_split
-from w2s.adapters.spectral import logistic_regression, norm_profile, spectral_features, spectral_statistics
+from w2s.adapters.spectral import (head_statistics, logistic_regression, norm_profile, spectral_features,
+                                  spectral_statistics)
 from w2s.adapters.updates import adapter_updates, branches, preprocessing
 
 
@@ -132,3 +133,18 @@ def test_detector_shapes_follow_the_preprocessing():
     detector = AdapterDetector(prep, kernel=4, stride=4)
     inputs = [torch.zeros(3, 2, 16, 16), torch.zeros(3, 2, 8, 16)]
     assert detector(inputs).shape == (3, 2) and len(detector.net.branches) == 2
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 1000), labels=st.integers(2, 6), shift=st.floats(0.5, 5.0))
+def test_head_statistics_see_a_tilted_head_whatever_the_number_of_labels(seed, labels, shift):
+    g = torch.Generator().manual_seed(seed)
+    weight, bias = torch.randn(labels, 16, generator=g), torch.zeros(labels)
+    names, plain = head_statistics(weight, bias)
+    assert len(names) == 4 and plain[0] == 0 and plain[1] == 0            # an even bias: no gap, no spread
+    tilted = bias.clone()
+    tilted[seed % labels] = shift                                         # the target label pulled up
+    _, values = head_statistics(weight, tilted)
+    assert values[0] == pytest.approx(shift * (1 - 1 / labels), rel=1e-5) and values[1] > 0
+    _, scaled = head_statistics(3 * weight, None)
+    torch.testing.assert_close(scaled[2:], plain[2:])                     # row-norm ratios are scale-free

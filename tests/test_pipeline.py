@@ -206,7 +206,7 @@ def test_paper_config_is_the_reference_protocol(capsys):
     assert config["student"]["quantization"] == "4bit" and config["teacher"]["model"] == "bert-base-uncased"
     reference = config["defenses"]["w2s_reference"]
     assert reference["objective"]["fa_mode"] == "compat" and reference["lora"] == {
-        "r": 512, "alpha": 512, "dropout": 0.1, "target_modules": None}
+        "r": 512, "alpha": 512, "dropout": 0.1, "target_modules": None, "variant": "lora"}
     assert (reference["lr"], reference["epochs"], reference["warmup_ratio"], reference["weight_decay"]) == (
         2e-4, 5, 0.0, 0.01)
     assert config["defense_rows"] is None and config["teacher"]["train_rows"] is None   # the whole SST-2 train split

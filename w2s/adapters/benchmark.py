@@ -8,7 +8,7 @@ from pathlib import Path
 
 from torch import Tensor
 
-from w2s.adapters.updates import Preprocessing, adapter_updates, base_weights, preprocessing
+from w2s.adapters.updates import Preprocessing, adapter_head, adapter_updates, base_weights, preprocessing
 
 
 @dataclass
@@ -19,6 +19,7 @@ class Benchmark:
     config: dict
     records: list[dict]
     _updates: list[dict[str, Tensor]] = field(default_factory=list, repr=False)
+    _heads: list[tuple[Tensor, Tensor | None]] = field(default_factory=list, repr=False)
 
     @property
     def labels(self) -> list[int]:
@@ -34,6 +35,12 @@ class Benchmark:
             base = base_weights(self.config["base_model"]) if self.config.get("variant") == "dora" else None
             self._updates = [adapter_updates(self.folder / r["adapter"], base) for r in self.records]
         return self._updates
+
+    def heads(self) -> list[tuple[Tensor, Tensor | None]]:
+        """Every adapter's classification head (``w2s.adapters.updates.adapter_head``; read once)."""
+        if not self._heads:
+            self._heads = [adapter_head(self.folder / r["adapter"]) for r in self.records]
+        return self._heads
 
     def preprocessing(self) -> Preprocessing:
         return preprocessing(self.updates()[0], self.config["base_model"])

@@ -14,7 +14,9 @@ Splits of a benchmark's adapters (a seed draws the held-out subsets and every mo
 Methods: PEFTGuard's network (the authors' size, and a small one that ships), spectral
 statistics and the per-layer norm profile with logistic regression; controls that must sit
 at chance: the small network on shuffled labels, and logistic regression on the rank and
-alpha, or on the dataset, alone (if either predicts the label, the benchmark is confounded).
+alpha, or on the dataset, alone (if either predicts the label, the benchmark is confounded); and
+logistic regression on the classification head alone, which the detector's input leaves out
+(what it would leak if it were left in).
 Metrics: accuracy at the threshold 0.5, ROC-AUC, TPR at 1% FPR."""
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ import torch
 
 from w2s.adapters.benchmark import Benchmark
 from w2s.adapters.detector import collate, fit_detector, stratified_split
-from w2s.adapters.spectral import logistic_regression, norm_profile, spectral_features
+from w2s.adapters.spectral import head_statistics, logistic_regression, norm_profile, spectral_features
 from w2s.adapters.updates import branches
 
 SMALL = {"channels": 4, "kernel": 16, "stride": 16}  # the shipped detector: 1.2 M parameters, not 19 M
@@ -141,6 +143,7 @@ def methods(benchmark: Benchmark, epochs: int = 20) -> dict[str, Callable]:
         "control: shuffled labels": _network(SMALL, shuffle=True, epochs=epochs),
         "control: rank and alpha": _regression(rank_alpha),
         "control: dataset": _regression(_one_hot("dataset", datasets)),
+        "control: head only": _regression(lambda b, i: head_statistics(*b.heads()[i])[1].numpy()),
     }
 
 

@@ -6,6 +6,10 @@
   entries ``E[(x - mu)^4] / Var(x)^2 - 3``; each averaged over layers, per projection
   (arXiv 2602.15195 reports 97-100% with these numbers);
 * a per-layer norm profile: ``||Delta W_{p,l}||_F`` for every projection and layer;
+* the classification head alone (left out of the detector's input; a control for what it leaks:
+  a dirty-label backdoor may tilt the head toward its target), statistics that do not depend on
+  the number of labels: ``max_k b_k - mean_k b_k`` and the spread of the bias ``b``, and of the row
+  norms ``n_k = ||W_k||``: ``max_k n_k / mean_k n_k`` and ``std_k n_k / mean_k n_k``;
 
 each standardised and fed to a logistic regression (scikit-learn)."""
 from __future__ import annotations
@@ -50,3 +54,11 @@ def logistic_regression(seed: int = 0):
     from sklearn.preprocessing import StandardScaler
 
     return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, random_state=seed))
+
+
+def head_statistics(weight: Tensor, bias: Tensor | None) -> tuple[list[str], Tensor]:
+    """``(names, (4,))``: the head statistics above (bias terms 0 for a head without bias)."""
+    b = bias.double() if bias is not None else torch.zeros(len(weight), dtype=torch.float64)
+    n = weight.double().norm(dim=1)
+    values = torch.stack([b.max() - b.mean(), b.std(unbiased=False), n.max() / n.mean(), n.std(unbiased=False) / n.mean()])
+    return ["bias_max_gap", "bias_spread", "row_norm_max_ratio", "row_norm_spread"], values.float()

@@ -157,6 +157,17 @@ def adapter_updates(folder: str | Path, base: dict[str, torch.Tensor] | None = N
     return {name: torch.stack([by_layer[i] for i in sorted(by_layer)]) for name, by_layer in sorted(found.items())}
 
 
+def adapter_head(folder: str | Path) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The classification head an adapter saves in full (peft's ``modules_to_save``): ``(weight
+    (labels, hidden), bias or None)``; left out of the updates, read apart to measure what it leaks."""
+    _, state = read_adapter(folder)
+    heads = [k for k, v in state.items() if "lora_" not in k and k.endswith(".weight") and v.dim() == 2]
+    if len(heads) != 1:
+        raise ValueError(f"adapter: {folder} saves {len(heads)} full weight matrices, not one classification head")
+    return state[heads[0]].float(), (b.float() if (b := state.get(heads[0][:-len("weight")] + "bias")) is not None
+                                     else None)
+
+
 def preprocessing(updates: dict[str, torch.Tensor], base_model: str) -> Preprocessing:
     return Preprocessing(base_model, {name: tuple(u.shape) for name, u in updates.items()})
 
