@@ -1,4 +1,5 @@
 """Loss functions against torch.nn.functional references and their limits."""
+import math
 import pytest
 import torch
 import torch.nn.functional as F
@@ -142,3 +143,37 @@ def test_every_configured_term_is_computed_and_the_defaults_are_neutral():
     assert set(TERMS) == set(TERM_NEEDS)
     assert ObjectiveConfig().terms == ("ce",) and not ObjectiveConfig().needs_teacher
     assert UnlearnModule().objective.terms == ("ce",)                 # works with its defaults: clean LoRA
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), batch=st.integers(2, 40), hidden=st.integers(1, 16))
+def test_the_attack_vector_entropy_is_largest_when_every_row_agrees(seed, batch, hidden):
+    from w2s.losses.attack_vectors import batch_entropy, input_agnostic
+
+    g = torch.Generator().manual_seed(seed)
+    same = torch.randn(1, hidden, generator=g).expand(batch, hidden)
+    varied = same + torch.randn(batch, hidden, generator=g)
+    assert batch_entropy(same).item() == pytest.approx(math.log(batch), rel=1e-5)
+    assert batch_entropy(varied) < batch_entropy(same)
+    assert input_agnostic(batch_entropy(same).item(), batch) and not input_agnostic(0.0, batch)
+
+
+def test_mining_loss_pushes_away_from_the_clean_outputs_and_known_vectors():
+    from w2s.losses.attack_vectors import mining_loss
+
+    torch.manual_seed(0)
+    y = torch.randn(8, 6)
+    near, far = y + 0.01, y + 3.0
+    assert mining_loss(far, y) < mining_loss(near, y)
+    agnostic = torch.full((8, 6), 3.0)                                   # every row gives one vector
+    known = [agnostic[0], torch.full((6,), 50.0)]
+    assert mining_loss(agnostic, y, known) == mining_loss(agnostic, y)   # the nearest known one: 0 away
+    assert mining_loss(agnostic, y, [torch.full((6,), 50.0)]) < mining_loss(agnostic, y)
+
+
+def test_sign_agreement_flags_by_the_share_of_matching_signs():
+    from w2s.losses.attack_vectors import sign_agreement
+
+    vectors = torch.tensor([[1.0, 1, 1, 1, 1], [-1.0, -1, -1, -1, -1]])
+    o = torch.tensor([[2.0, 3, 1, 1, -1], [-1.0, 1, -1, 1, -1], [0.5, 0.5, 0.5, 0.5, 0.5]])
+    torch.testing.assert_close(sign_agreement(o, vectors), torch.tensor([0.8, 0.6, 1.0]))

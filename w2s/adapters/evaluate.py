@@ -197,7 +197,7 @@ def chart(summary: list[dict], path: Path) -> None:
     split_names = list(dict.fromkeys(s["split"] for s in summary))
     method_names = list(dict.fromkeys(s["method"] for s in summary))
     width = 0.8 / len(method_names)
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.4 * len(split_names)), 4))
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.4 * len(split_names)) + 2.5, 4))
     for j, method in enumerate(method_names):
         found = {s["split"]: s["auroc"] for s in summary if s["method"] == method}
         xs = [i + j * width for i, name in enumerate(split_names) if name in found]
@@ -207,7 +207,7 @@ def chart(summary: list[dict], path: Path) -> None:
     ax.set_xticks([i + 0.4 - width / 2 for i in range(len(split_names))], split_names, rotation=20, ha="right")
     ax.set_ylabel("ROC-AUC (mean over seeds)")
     ax.set_ylim(0, 1.05)
-    ax.legend(fontsize=7, ncol=2, loc="lower left")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
