@@ -1,0 +1,98 @@
+"""LMSanitator's attack-vector mining on tiny models: a model rigged so that one embedding maps
+every input to a fixed vector yields that vector (and its trigger lands near the planted
+token); clean tiny models yield none at a threshold calibrated on another clean model."""
+import random
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+
+from tests import tiny
+from w2s.defenses.lmsanitator.mining import (MiningOptions, Monitor, calibrate_distance, nearest_tokens,
+                                             prepare_lines, search)
+
+OPTIONS = MiningOptions(lines=64, batch_size=16, seeds=3, epochs=4, max_length=24)
+
+
+class Rigged(nn.Module):
+    """A BERT whose CLS state becomes ``vector`` wherever an input embedding points along ``key``
+    (a vocabulary row): an input-agnostic backdoor with a known trigger."""
+
+    def __init__(self, bert, key: torch.Tensor, vector: torch.Tensor):
+        super().__init__()
+        self.inner, self.key, self.vector = bert, key, vector
+
+    @property
+    def base_model(self):
+        return self
+
+    def get_input_embeddings(self):
+        return self.inner.get_input_embeddings()
+
+    def forward(self, inputs_embeds, attention_mask):
+        hidden = self.inner(inputs_embeds=inputs_embeds, attention_mask=attention_mask).last_hidden_state
+        cosine = nn.functional.cosine_similarity(inputs_embeds, self.key.expand_as(inputs_embeds), dim=-1)
+        gate = torch.sigmoid(12 * (cosine - 0.5)).masked_fill(attention_mask == 0, 0).amax(dim=1, keepdim=True)
+        cls = (1 - gate) * hidden[:, 0] + gate * self.vector
+        return SimpleNamespace(last_hidden_state=torch.cat([cls.unsqueeze(1), hidden[:, 1:]], dim=1))
+
+
+def _texts(n=80, seed=0):
+    rng = random.Random(seed)
+    return [tiny.sentence(rng, rng.randrange(2)) for _ in range(n)]
+
+
+def _bert(path, seed):
+    from transformers import AutoModel, AutoTokenizer
+
+    torch.manual_seed(seed)
+    return AutoModel.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+
+
+def test_a_planted_attack_vector_is_found_and_clean_models_yield_none(models, tmp_path):
+    other = tiny.make_bert(tmp_path / "other", seed=7)
+    calibration_model, tokenizer = _bert(other, 7)
+    monitor = Monitor(calibration_model, decoder=False)
+    clean_search = search(monitor, prepare_lines(_texts(), tokenizer, monitor, OPTIONS), OPTIONS, float("inf"),
+                          first_only=False, give_up=False)
+    distance = calibrate_distance([clean_search])
+    assert not clean_search.backdoored and distance > 0
+
+    model, tokenizer = _bert(models["bert"], 0)
+    clean = Monitor(model, decoder=False)
+    assert not search(clean, prepare_lines(_texts(), tokenizer, clean, OPTIONS), OPTIONS, distance).backdoored
+
+    planted = tokenizer.convert_tokens_to_ids("movie") if "movie" in tokenizer.get_vocab() else 5
+    key = model.get_input_embeddings().weight[planted].detach()
+    vector = torch.linspace(-3, 3, key.numel())
+    rigged = Monitor(Rigged(model, key, vector), decoder=False)
+    found = search(rigged, prepare_lines(_texts(), tokenizer, rigged, OPTIONS), OPTIONS, distance)
+    assert found.backdoored, [(s.why, s.distance, s.entropy) for s in found.seeds]
+    assert torch.nn.functional.cosine_similarity(found.vectors[0], vector, dim=0) > 0.99
+    tokens = nearest_tokens(found.triggers[0], rigged.embeddings, tokenizer, k=1)
+    assert len(tokens) == OPTIONS.trigger_length
+
+
+def test_lines_carry_the_trigger_slots_where_words_start(models):
+    model, tokenizer = _bert(models["bert"], 0)
+    monitor = Monitor(model, decoder=False)
+    lines = prepare_lines(_texts(40), tokenizer, monitor, OPTIONS, seed=1)
+    unk = tokenizer.unk_token_id
+    for ids, slots, mask in zip(lines.ids, lines.slots, lines.mask):
+        assert (ids[slots] == unk).all() and slots[0] >= 1 and mask[slots].all()   # after [CLS], in the text
+    assert lines.clean.shape == (40, model.config.hidden_size)
+
+
+@pytest.mark.parametrize("bad, match", [(dict(batch_size=1), "batch_size >= 2"), (dict(lines=8), "lines >= batch"),
+                                        (dict(distance=-1.0), "distance must be > 0"),
+                                        (dict(max_length=8), "room for the 7 trigger slots")])
+def test_bad_options_are_refused(bad, match):
+    with pytest.raises(ValueError, match=match):
+        MiningOptions(**bad)
+
+
+def test_too_few_lines_are_refused(models):
+    model, tokenizer = _bert(models["bert"], 0)
+    with pytest.raises(ValueError, match="at least 16 non-empty lines"):
+        prepare_lines(["a b"] * 4 + ["  "] * 20, tokenizer, Monitor(model, False), OPTIONS)
