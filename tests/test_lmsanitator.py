@@ -96,3 +96,38 @@ def test_too_few_lines_are_refused(models):
     model, tokenizer = _bert(models["bert"], 0)
     with pytest.raises(ValueError, match="at least 16 non-empty lines"):
         prepare_lines(["a b"] * 4 + ["  "] * 20, tokenizer, Monitor(model, False), OPTIONS)
+
+
+def test_inspect_calibrates_then_judges_and_refuses_bad_input(models, task, tmp_path, capsys):
+    import json
+
+    from w2s.cli import main
+
+    small = ["--dataset", task, "--seeds", "2", "--lines", "32"]
+    calibration = tmp_path / "calibration.json"
+    assert main(["inspect", models["bert"], "--calibrate", str(calibration), *small]) == 0
+    saved = json.loads(calibration.read_text())
+    assert saved["distance"] > 0 and saved["models"] == [models["bert"]]
+    capsys.readouterr()
+    assert main(["inspect", models["bert"], models["llama"], "--calibration", str(calibration), "--json", *small]) == 0
+    bert, llama = json.loads(capsys.readouterr().out)
+    assert not bert["backdoored"] and bert["seeds_tried"] == 2 and llama["model"] == models["llama"]
+
+    from transformers import T5Config, T5Model
+
+    T5Model(T5Config(vocab_size=64, d_model=16, d_ff=32, num_layers=1, num_heads=2, d_kv=8)).save_pretrained(
+        tmp_path / "t5")
+    (tmp_path / "bad.json").write_text("{")
+    cases = [(["--calibration", str(calibration), "--calibrate", str(tmp_path / "x")], "not both"),
+             (["--calibration", str(tmp_path / "bad.json")], "not a readable JSON file"),
+             (["--calibration", str(calibration), "--seeds", "0"], "seeds must be >= 1"),
+             (["--calibration", str(calibration), "--lines", "8"], "lines >= batch_size"),
+             (["--calibration", str(calibration), "--method", "magic"], "unknown inspection method")]
+    for extra, match in cases:
+        capsys.readouterr()
+        assert main(["inspect", models["bert"], "--dataset", task, *extra]) == 2
+        assert match in capsys.readouterr().err
+    capsys.readouterr()
+    assert main(["inspect", str(tmp_path / "t5"), "--calibration", str(calibration), *small]) == 2
+    err = capsys.readouterr().err
+    assert "gives none" in err and len(err.strip().splitlines()) == 1

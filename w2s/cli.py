@@ -236,6 +236,52 @@ def scan_adapters(adapters: list[str], detector: Optional[str] = None, json: boo
     print(f"detector: {results[0]['detector']}")
 
 
+INSPECTORS = ("lmsanitator",)
+
+
+def inspect_models(models: list[str], method: str = "lmsanitator", dataset: str = "sst2",
+                   calibration: Optional[str] = None, calibrate: Optional[str] = None, seeds: int = 30,
+                   lines: int = 256, max_length: int = 64, full: bool = False, json: bool = False) -> None:
+    """Does a pre-trained (or fine-tuned) model carry a task-agnostic backdoor? LMSanitator mines
+    attack vectors on the frozen model with the defender's unlabelled texts (DATASET's train
+    texts, labels never read) and gives the verdict, each vector found, its inverted trigger's
+    nearest tokens and the time taken; exit 0 either way. The distance threshold comes from
+    --calibration FILE, written by --calibrate FILE on clean models; --full searches every seed
+    instead of stopping at the first vector."""
+    import json as json_module
+    from dataclasses import replace
+
+    from w2s.defenses.lmsanitator.inspect import calibrate as run_calibration, defender_texts, inspect, \
+        read_calibration
+    from w2s.defenses.lmsanitator.mining import MiningOptions
+
+    if method not in INSPECTORS:
+        raise ValueError(f"unknown inspection method {method!r}; valid: {', '.join(INSPECTORS)}")
+    if (calibration is None) == (calibrate is None):
+        raise ValueError("give --calibration FILE (a threshold calibrated on clean models) or --calibrate FILE "
+                         "(make one from these clean models), not both")
+    options = MiningOptions(seeds=seeds, lines=lines, max_length=max_length)
+    texts = defender_texts(dataset, lines)
+    if calibrate is not None:
+        result = run_calibration(models, texts, options, calibrate)
+        print(json_module.dumps(result, indent=1) if json else
+              f"{calibrate}: distance threshold {result['distance']:.4g} ({result['margin']} x the largest mean MSE "
+              f"a search reached on {len(models)} clean model(s): {max(result['reached']):.4g})")
+        return
+    options = replace(options, distance=read_calibration(calibration)["distance"])
+    results = [inspect(name, texts, options, first_only=not full) for name in models]
+    if json:
+        print(json_module.dumps(results, indent=1))
+        return
+    for r in results:
+        verdict = "BACKDOORED" if r["backdoored"] else "no attack vector found"
+        print(f"{r['model']}: {verdict} ({r['seeds_tried']} seeds, {r['seconds']:.0f} s; threshold "
+              f"{r['distance_threshold']:.4g})")
+        for v in r["vectors"]:
+            print(f"  vector from seed {v['seed']}: MSE from clean {v['distance']:.4g}, entropy {v['entropy']:.3f}; "
+                  f"trigger's nearest tokens {' '.join(t[0] for t in v['nearest_tokens'])}")
+
+
 PIPELINE = ("attack -> teacher -> poisoned student -> defenses -> CA/ASR table, from one YAML (stages whose "
             "inputs did not change are reused); w2s pipeline --help lists every setting.")
 
@@ -295,6 +341,15 @@ def build_parser() -> ArgumentParser:
     scanner.add_argument("--detector", type=Optional[str], default=None, help="a folder `w2s adapters train` wrote")
     scanner.add_argument("--json", action="store_true", help="one JSON list, for scripts")
     commands.add_subcommand("scan", scanner)
+    inspector = _parser(description=inspect_models.__doc__)
+    inspector.add_argument("models", type=str, nargs="+", help="embedded names, hub ids or model folders")
+    for name, kind, default in (("method", str, "lmsanitator"), ("dataset", str, "sst2"),
+                                ("calibration", Optional[str], None), ("calibrate", Optional[str], None),
+                                ("seeds", int, 30), ("lines", int, 256), ("max_length", int, 64)):
+        inspector.add_argument(f"--{name}", type=kind, default=default)
+    inspector.add_argument("--full", action="store_true", help="search every seed")
+    inspector.add_argument("--json", action="store_true", help="one JSON list, for scripts")
+    commands.add_subcommand("inspect", inspector)
     for stage in STAGES:
         commands.add_subcommand(stage, _parser(
             description=f"Lightning CLI for the {stage} stage: w2s {stage} {{fit,validate,test}} --help"))
@@ -356,6 +411,9 @@ def main(args: Optional[list[str]] = None) -> int:
                 adapters_build(instantiate(build_parser(), parsed).adapters.build.benchmark, sub.build.processes)
             else:
                 (adapters_train if sub.action == "train" else adapters_eval)(**_arguments(sub[sub.action]))
+        elif parsed.command == "inspect":
+            quiet_libraries()
+            inspect_models(**_arguments(parsed.inspect))
         elif parsed.command == "scan":
             quiet_libraries()
             scan_adapters(**_arguments(parsed.scan))

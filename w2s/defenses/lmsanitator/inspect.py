@@ -1,0 +1,85 @@
+"""``w2s inspect MODEL --method lmsanitator``: is a pre-trained (or fine-tuned) model carrying a
+task-agnostic backdoor? Mine attack vectors on it (``mining``) with the defender's unlabelled
+texts, at a distance threshold calibrated on clean models (``--calibrate``), saved and reused."""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from w2s.defenses.lmsanitator.mining import (MiningOptions, Monitor, Search, calibrate_distance, nearest_tokens,
+                                             prepare_lines, search)
+
+CALIBRATION = "w2s-lmsanitator-calibration/1"
+
+
+def load_monitor(name: str) -> tuple[Monitor, object]:
+    """The frozen model ``name`` (embedded name, hub id or path) and its tokenizer."""
+    from transformers import AutoModel
+
+    from w2s.embedded import resolve_model
+    from w2s.tokenizers import is_decoder, load_tokenizer
+
+    import torch
+
+    model = AutoModel.from_pretrained(resolve_model(name), dtype="float32")
+    monitor = Monitor(model, is_decoder(model.config))
+    try:  # one token through the model: the state the head reads must exist
+        monitor.of_ids(torch.zeros(1, 2, dtype=torch.long), torch.ones(1, 2, dtype=torch.long))
+    except Exception as err:
+        raise ValueError(f"{name}: LMSanitator watches the state a classification head reads (CLS, or a decoder's "
+                         f"last token); this {model.config.model_type} model gives none "
+                         f"({type(err).__name__})") from None
+    return monitor, load_tokenizer(name)
+
+
+def defender_texts(dataset: str, rows: int) -> list[str]:
+    """The defender's unlabelled texts: the first ``rows`` train texts of ``dataset`` (a name of the
+    dataset registry or a data file); their labels are never read."""
+    from w2s.data.registry import get_dataset
+
+    return [example.text for example in get_dataset(dataset).load("train")[:rows]]
+
+
+def read_calibration(path: str | Path) -> dict:
+    try:
+        calibration = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"calibration: {path} is not a readable JSON file ({type(err).__name__})") from None
+    if calibration.get("format") != CALIBRATION:
+        raise ValueError(f"calibration: {path} is not a {CALIBRATION} file (make one with --calibrate)")
+    return calibration
+
+
+def calibrate(models: list[str], texts: list[str], options: MiningOptions, output: str | Path,
+              margin: float = 1.5) -> dict:
+    """Search each clean model with no threshold to pass and every epoch; write and return the
+    calibration: ``distance`` = ``margin`` x the largest mean MSE any seed reached."""
+    searches = []
+    for name in models:
+        monitor, tokenizer = load_monitor(name)
+        searches.append(search(monitor, prepare_lines(texts, tokenizer, monitor, options), options, math.inf,
+                               first_only=False, give_up=False))
+    calibration = {"format": CALIBRATION, "distance": calibrate_distance(searches, margin), "margin": margin,
+                   "models": models, "reached": [max(s.distance for s in found.seeds) for found in searches],
+                   "options": asdict(replace(options, distance=None))}
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    Path(output).write_text(json.dumps(calibration, indent=1) + "\n")
+    return calibration
+
+
+def inspect(name: str, texts: list[str], options: MiningOptions, first_only: bool = True) -> dict:
+    """The verdict on model ``name``, each accepted vector and its trigger's nearest tokens, the
+    time taken, and every seed's outcome."""
+    monitor, tokenizer = load_monitor(name)
+    found: Search = search(monitor, prepare_lines(texts, tokenizer, monitor, options), options, options.distance,
+                           first_only=first_only)
+    return {"model": name, "backdoored": found.backdoored, "distance_threshold": options.distance,
+            "seeds_tried": len(found.seeds), "seconds": found.seconds,
+            "vectors": [{"seed": s.seed, "distance": s.distance, "entropy": s.entropy,
+                         "vector": s.vector.tolist(),
+                         "nearest_tokens": nearest_tokens(s.trigger, monitor.embeddings, tokenizer)}
+                        for s in found.seeds if s.accepted],
+            "seeds": [{"seed": s.seed, "distance": s.distance, "entropy": s.entropy, "epochs": s.epochs,
+                       "outcome": s.why} for s in found.seeds]}
