@@ -172,15 +172,18 @@ def adapters_build(benchmark: AdapterBenchmarkConfig, processes: int = 1) -> Non
 
 
 def adapters_train(benchmark: str, output: str, epochs: int = 20, seed: int = 0, channels: int = 16, kernel: int = 8,
-                   stride: int = 8, dtype: str = "float32") -> None:
+                   stride: int = 8, standardize: bool = True, dtype: str = "float32") -> None:
     """Train PEFTGuard's detector on every adapter of a built benchmark (10% held out to choose the
     epoch) and save it, with a manifest of its preprocessing, to OUTPUT (for `w2s scan --detector`).
-    The network's size: channels, kernel and stride of its convolution (the authors': 16, 8, 8)."""
+    The network's size: channels, kernel and stride of its convolution (the authors': 16, 8, 8);
+    standardize: scale the updates to unit variance over the training adapters (the authors feed
+    them raw; docs/adapters.md measures both)."""
     from w2s.adapters.scan import train_detector
 
     if dtype not in ("float32", "float16"):
         raise ValueError(f"dtype must be float32 or float16, got {dtype!r}")
-    manifest = train_detector(benchmark, output, epochs, seed, dtype, channels=channels, kernel=kernel, stride=stride)
+    manifest = train_detector(benchmark, output, epochs, seed, dtype, standardize, channels=channels, kernel=kernel,
+                              stride=stride)
     trained, val = manifest["trained_on"], manifest["validation"]
     print(f"{output}: detector trained on {trained['adapters']} adapters ({trained['backdoored']} backdoored); "
           f"validation ROC-AUC {val['auroc']:.3f} at epoch {val['epoch']} on {val['adapters']} adapters")

@@ -11,9 +11,10 @@ Splits of a benchmark's adapters (a seed draws the held-out subsets and every mo
 * ``to VARIANT`` (zero-shot, one per ``--transfer`` benchmark): trained on the whole benchmark,
   tested on adapters made with another PEFT method (rsLoRA, DoRA).
 
-Methods: PEFTGuard's network (the authors' size, and a small one that ships), spectral
-statistics and the per-layer norm profile with logistic regression; controls that must sit
-at chance: the small network on shuffled labels, and logistic regression on the rank and
+Methods: PEFTGuard's network as the authors feed it (raw updates; their size, and a small one),
+the small one on updates scaled to unit variance over the training adapters (the detector that
+ships), spectral statistics and the per-layer norm profile with logistic regression; controls
+that must sit at chance: the small scaled network on shuffled labels, and logistic regression on the rank and
 alpha, or on the dataset, alone (if either predicts the label, the benchmark is confounded); and
 logistic regression on the classification head alone, which the detector's input leaves out
 (what it would leak if it were left in).
@@ -30,11 +31,11 @@ import numpy as np
 import torch
 
 from w2s.adapters.benchmark import Benchmark
-from w2s.adapters.detector import collate, fit_detector, stratified_split
+from w2s.adapters.detector import collate, fit_detector, standard_scale, stratified_split
 from w2s.adapters.spectral import head_statistics, logistic_regression, norm_profile, spectral_features
 from w2s.adapters.updates import branches
 
-SMALL = {"channels": 4, "kernel": 16, "stride": 16}  # the shipped detector: 1.2 M parameters, not 19 M
+SMALL = {"channels": 4, "kernel": 16, "stride": 16}  # 1.2 M parameters where the authors' size has 19 M
 METRICS = ("accuracy", "auroc", "tpr_at_1fpr")
 
 
@@ -100,15 +101,16 @@ def measure(labels: list[int], scores: list[float]) -> dict[str, float]:
 Scorer = Callable[[Benchmark, list[int]], list[float]]
 
 
-def _network(options: dict, shuffle: bool = False, epochs: int = 20) -> Callable:
+def _network(options: dict, scaled: bool = True, shuffle: bool = False, epochs: int = 20) -> Callable:
     def fit(benchmark: Benchmark, train: list[int], seed: int) -> Scorer:
         labels = [benchmark.labels[i] for i in train]
         if shuffle:
             random.Random(seed).shuffle(labels)
         items = [(branches(benchmark.updates()[i]), y) for i, y in zip(train, labels)]
         fit_on, val = stratified_split(labels, 0.1, seed)
-        detector = fit_detector([items[i] for i in fit_on], [items[i] for i in val],
-                                benchmark.preprocessing().to_json(), epochs=epochs, seed=seed, **options).eval()
+        scale = standard_scale([items[i] for i in fit_on]) if scaled else 1.0
+        detector = fit_detector([items[i] for i in fit_on], [items[i] for i in val], benchmark.preprocessing().to_json(),
+                                epochs=epochs, seed=seed, input_scale=scale, **options).eval()
 
         def score(tested: Benchmark, rows: list[int]) -> list[float]:
             batch = collate([(branches(tested.updates()[i]), 0) for i in rows])
@@ -136,8 +138,9 @@ def methods(benchmark: Benchmark, epochs: int = 20) -> dict[str, Callable]:
     datasets = sorted({r["dataset"] for r in benchmark.records})
     rank_alpha = (lambda b, i: np.concatenate([_one_hot("rank", ranks)(b, i), _one_hot("alpha", alphas)(b, i)]))
     return {
-        "PEFTGuard": _network({}, epochs=epochs),
-        "PEFTGuard (small)": _network(SMALL, epochs=epochs),
+        "PEFTGuard": _network({}, scaled=False, epochs=epochs),
+        "PEFTGuard (small)": _network(SMALL, scaled=False, epochs=epochs),
+        "PEFTGuard (small, scaled)": _network(SMALL, epochs=epochs),
         "spectral + LR": _regression(lambda b, i: spectral_features(b.updates()[i])[1].numpy()),
         "norm profile + LR": _regression(lambda b, i: norm_profile(b.updates()[i])[1].numpy()),
         "control: shuffled labels": _network(SMALL, shuffle=True, epochs=epochs),
@@ -150,6 +153,8 @@ def methods(benchmark: Benchmark, epochs: int = 20) -> dict[str, Callable]:
 def evaluate(benchmark: Benchmark, transfers: list[Benchmark] = (), seeds: int = 3, epochs: int = 20,
              only: list[str] | None = None, progress: Callable[[str], None] = lambda line: None) -> list[dict]:
     """One row per (split, method, seed): its metrics and the numbers of adapters."""
+    for other in transfers:  # a detector reads adapters of one base model and target modules
+        benchmark.preprocessing().check(other.preprocessing(), str(other.folder))
     rows = []
     chosen = {k: v for k, v in methods(benchmark, epochs).items() if only is None or k in only}
     for seed in range(seeds):

@@ -9,22 +9,25 @@ import time
 from pathlib import Path
 
 from w2s.adapters.benchmark import load_benchmark
-from w2s.adapters.detector import fit_detector, load_detector, save_detector, stratified_split
+from w2s.adapters.detector import fit_detector, load_detector, save_detector, standard_scale, stratified_split
 from w2s.adapters.manifest import read_manifest, same_model
 from w2s.adapters.updates import (Preprocessing, adapter_updates, base_weights, branches, preprocessing,
                                   read_adapter, resolve_adapter)
 
 def train_detector(benchmark: str | Path, output: str | Path, epochs: int = 20, seed: int = 0,
-                   dtype: str = "float32", **network) -> dict:
+                   dtype: str = "float32", standardize: bool = True, **network) -> dict:
     """Train on every adapter of ``benchmark`` (10% of each class held for choosing the epoch, as
-    the authors do) and save the detector to ``output``; returns its manifest."""
+    the authors do) and save the detector to ``output``; returns its manifest. ``standardize``:
+    scale the inputs to unit variance over the training adapters (the factor is the manifest's
+    ``network.input_scale``; the authors feed raw updates)."""
     from w2s import __version__
 
     bench = load_benchmark(benchmark)
     items = [(branches(u), y) for u, y in zip(bench.updates(), bench.labels)]
     fit_on, val = stratified_split(bench.labels, 0.1, seed)
+    scale = standard_scale([items[i] for i in fit_on]) if standardize else 1.0
     detector = fit_detector([items[i] for i in fit_on], [items[i] for i in val], bench.preprocessing().to_json(),
-                            epochs=epochs, seed=seed, **network)
+                            epochs=epochs, seed=seed, input_scale=scale, **network)
     records = bench.records
     facts = {"trained_on": {"benchmark": str(bench.folder), "adapters": len(records), "backdoored": sum(bench.labels),
                             "attacks": sorted({r["attack"] for r in records if r["attack"]}),
