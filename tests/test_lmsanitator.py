@@ -131,3 +131,25 @@ def test_inspect_calibrates_then_judges_and_refuses_bad_input(models, task, tmp_
     assert main(["inspect", str(tmp_path / "t5"), "--calibration", str(calibration), *small]) == 2
     err = capsys.readouterr().err
     assert "gives none" in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_monitor_flags_by_sign_agreement_and_purging_removes_every_occurrence_of_the_trigger():
+    from w2s.defenses.lmsanitator.monitor import deletions, flags, purge
+
+    vectors = torch.tensor([[1.0] * 10])
+    outputs = torch.tensor([[1.0] * 9 + [-1.0], [1.0] * 8 + [-1.0] * 2, [-1.0] * 10])
+    assert flags(outputs, vectors).tolist() == [True, False, False]             # 0.9 > 0.8; 0.8 is not
+    with pytest.raises(ValueError, match="agreement"):
+        flags(outputs, vectors, agreement=1.0)
+    calls = []
+
+    def flagged(texts):
+        calls.append(len(texts))
+        return ["cf" in t.split() for t in texts]
+
+    result = purge("the cf movie was cf good", flagged, batch=1)
+    assert result.text == "the movie was good" and result.deleted == "cf" and result.cleared
+    assert result.passes == 2 and sum(calls) == 2                                 # "the", then "cf"
+    assert purge("a clean line", lambda texts: [True] * len(texts)) == \
+        type(result)("a clean line", None, 3, False)                              # nothing clears: unchanged
+    assert [w for w, _ in deletions("b a b c")] == ["b", "a", "c"]
