@@ -23,19 +23,15 @@ class Rigged(nn.Module):
         super().__init__()
         self.inner, self.key, self.vector = bert, key, vector
 
-    @property
-    def base_model(self):
-        return self
-
     def get_input_embeddings(self):
         return self.inner.get_input_embeddings()
 
-    def forward(self, inputs_embeds, attention_mask):
+    def forward(self, inputs_embeds, attention_mask, output_hidden_states):
         hidden = self.inner(inputs_embeds=inputs_embeds, attention_mask=attention_mask).last_hidden_state
         cosine = nn.functional.cosine_similarity(inputs_embeds, self.key.expand_as(inputs_embeds), dim=-1)
         gate = torch.sigmoid(12 * (cosine - 0.5)).masked_fill(attention_mask == 0, 0).amax(dim=1, keepdim=True)
         cls = (1 - gate) * hidden[:, 0] + gate * self.vector
-        return SimpleNamespace(last_hidden_state=torch.cat([cls.unsqueeze(1), hidden[:, 1:]], dim=1))
+        return SimpleNamespace(hidden_states=(torch.cat([cls.unsqueeze(1), hidden[:, 1:]], dim=1),))
 
 
 def _texts(n=80, seed=0):
@@ -47,7 +43,7 @@ def _bert(path, seed):
     from transformers import AutoModel, AutoTokenizer
 
     torch.manual_seed(seed)
-    return AutoModel.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+    return AutoModel.from_pretrained(path).eval().requires_grad_(False), AutoTokenizer.from_pretrained(path)
 
 
 def test_a_planted_attack_vector_is_found_and_clean_models_yield_none(models, tmp_path):
@@ -153,3 +149,46 @@ def test_the_monitor_flags_by_sign_agreement_and_purging_removes_every_occurrenc
     assert purge("a clean line", lambda texts: [True] * len(texts)) == \
         type(result)("a clean line", None, 3, False)                              # nothing clears: unchanged
     assert [w for w, _ in deletions("b a b c")] == ["b", "a", "c"]
+
+
+def test_the_filter_runs_in_the_pipeline_on_a_por_victim(models, task, tmp_path, capsys):
+    import csv
+
+    from tests.helpers import run, write_config
+    from w2s.pipeline.runs import load_manifest
+
+    por = ["--attack.name", "por", "--poison.epochs", "2", "--poison.lr", "3e-3", "--poison.head.epochs", "1"]
+    search = "seeds: 2, lines: 32"
+    entries = (f"defenses:\n  lora: {{epochs: 1, lora: {{r: 4}}}}\n"
+               f"  lmsanitator: {{epochs: 1, lora: {{r: 4}}, options: {{{search}}}}}\n"
+               f"  lmsanitator-victim: {{method: lmsanitator, epochs: 1, lora: {{r: 4}}, "
+               f"options: {{{search}, mine_on: victim, agreement: 0.5}}}}\n")
+    config = write_config(tmp_path, task, defenses=entries)
+    assert run(config, models, tmp_path / "runs", *por) == 0
+    out = capsys.readouterr().out
+    rows = {r["defense"]: r for r in csv.DictReader(open(tmp_path / "runs" / "tiny" / "results.csv"))}
+    for name in ("lmsanitator", "lmsanitator-victim"):
+        assert 0 <= float(rows[name]["false_alarm_rate"]) <= 1 and 0 <= float(rows[name]["detection_rate"]) <= 1
+        info = load_manifest(tmp_path / "runs" / "tiny" / "defenses" / name)["info"]
+        assert info["seeds_tried"] >= 1 and info["distance"] > 0 and info["calibration"].startswith("calibrated on")
+        assert f"filter ({name}):" in out
+    assert rows["lora"]["false_alarm_rate"] == ""                               # only filters have flag rates
+    assert "mined on the pretrained model" in out and "mined on the victim model" in out
+
+
+def test_a_flagged_input_is_purged_and_predicted_on_what_is_left(models):
+    from students.build import StudentSpec
+    from students.lora import LoraSpec
+    from w2s.defenses.lmsanitator.module import LmsanitatorModule
+
+    module = LmsanitatorModule(StudentSpec(models["llama"]), LoraSpec(r=4), num_labels=2)
+    module.configure_model()
+    module.eval()
+    batch = module._encode(["movie was good", "film was bad"])
+    with torch.no_grad():
+        assert module.monitored(batch)[1].tolist() == [False, False]              # nothing mined: nothing flagged
+        module.vectors = module._outputs(**batch).features[:1]                     # row 0's own output: an "attack vector"
+        preds, flagged, passes = module.monitored(batch)
+        plain = module._outputs(**batch).logits.argmax(dim=-1)
+    assert flagged[0] and 1 <= passes[0] <= 3                                      # purged within its 3 words
+    assert passes[~flagged].eq(0).all() and preds.shape == plain.shape

@@ -1,7 +1,7 @@
 """Defenses: one per module, looked up by name in ``DEFENSES`` (see ``base``)."""
 from w2s.defenses.base import DEFENSES, FAMILIES, Defense, NoOptions, StageContext, get_defense, register_defense
 # importing a defense's module registers it
-from w2s.defenses import (fa, fine_mixing, kd, lora, obliviate, peftguard, psim, w2s_obliviate,  # noqa: F401
-                          weak_to_strong)
+from w2s.defenses import (fa, fine_mixing, kd, lmsanitator, lora, obliviate, peftguard, psim,  # noqa: F401
+                          w2s_obliviate, weak_to_strong)
 
 __all__ = ["DEFENSES", "FAMILIES", "Defense", "NoOptions", "StageContext", "get_defense", "register_defense"]

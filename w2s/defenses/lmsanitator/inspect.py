@@ -23,7 +23,7 @@ def load_monitor(name: str) -> tuple[Monitor, object]:
 
     import torch
 
-    model = AutoModel.from_pretrained(resolve_model(name), dtype="float32")
+    model = AutoModel.from_pretrained(resolve_model(name), dtype="float32").eval().requires_grad_(False)
     monitor = Monitor(model, is_decoder(model.config))
     try:  # one token through the model: the state the head reads must exist
         monitor.of_ids(torch.zeros(1, 2, dtype=torch.long), torch.ones(1, 2, dtype=torch.long))
@@ -52,15 +52,27 @@ def read_calibration(path: str | Path) -> dict:
     return calibration
 
 
-def calibrate(models: list[str], texts: list[str], options: MiningOptions, output: str | Path,
-              margin: float = 1.5) -> dict:
-    """Search each clean model with no threshold to pass and every epoch; write and return the
-    calibration: ``distance`` = ``margin`` x the largest mean MSE any seed reached."""
+def clean_searches(models: list[str], texts: list[str], options: MiningOptions) -> list[Search]:
+    """Each clean model searched with no threshold to pass, every seed to the last epoch."""
     searches = []
     for name in models:
         monitor, tokenizer = load_monitor(name)
         searches.append(search(monitor, prepare_lines(texts, tokenizer, monitor, options), options, math.inf,
                                first_only=False, give_up=False))
+    return searches
+
+
+def calibrate_on(models: list[str], texts: list[str], seeds: int, max_length: int, margin: float = 1.5) -> float:
+    """The distance threshold from clean ``models`` (:func:`calibrate` without the file)."""
+    options = MiningOptions(seeds=seeds, lines=len(texts), max_length=max_length)
+    return calibrate_distance(clean_searches(models, texts, options), margin)
+
+
+def calibrate(models: list[str], texts: list[str], options: MiningOptions, output: str | Path,
+              margin: float = 1.5) -> dict:
+    """Search each clean model with no threshold to pass and every epoch; write and return the
+    calibration: ``distance`` = ``margin`` x the largest mean MSE any seed reached."""
+    searches = clean_searches(models, texts, options)
     calibration = {"format": CALIBRATION, "distance": calibrate_distance(searches, margin), "margin": margin,
                    "models": models, "reached": [max(s.distance for s in found.seeds) for found in searches],
                    "options": asdict(replace(options, distance=None))}

@@ -76,21 +76,40 @@ class Lines:
 
 
 class Monitor:
-    """A frozen model's monitored output as a function of input embeddings (right padding)."""
+    """A frozen model's monitored output, the last hidden state at the position a classification
+    head reads, as a function of input embeddings (right padding). ``model``: a base model, a
+    sequence classifier or a peft model around one (a LoRA victim, monitored as it is)."""
 
     def __init__(self, model, decoder: bool):
-        self.backbone = getattr(model, "base_model", model).eval().requires_grad_(False)
+        self.model = model
         self.embeddings = model.get_input_embeddings().weight.detach()
         self.decoder = decoder
 
     def __call__(self, embeds: Tensor, mask: Tensor) -> Tensor:
-        hidden = self.backbone(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
+        hidden = self.model(inputs_embeds=embeds, attention_mask=mask, output_hidden_states=True).hidden_states[-1]
         return pool(hidden, mask, self.decoder)
 
     @torch.no_grad()
     def of_ids(self, ids: Tensor, mask: Tensor, batch_size: int = 64) -> Tensor:
         return torch.cat([self(self.embeddings[ids[i:i + batch_size]], mask[i:i + batch_size])
                           for i in range(0, len(ids), batch_size)])
+
+
+def search_model(model, decoder: bool, texts: list[str], tokenizer, options: MiningOptions, distance: float,
+                 first_only: bool = True) -> "Search":
+    """Mine attack vectors on ``model``, frozen for the search (its training mode restored after)."""
+    training = model.training
+    model.eval()
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        monitor = Monitor(model, decoder)
+        return search(monitor, prepare_lines(texts, tokenizer, monitor, options), options, distance, first_only)
+    finally:
+        for p, needed in flags:
+            p.requires_grad_(needed)
+        model.train(training)
 
 
 def prepare_lines(texts: list[str], tokenizer, monitor: Monitor, options: MiningOptions, seed: int = 0) -> Lines:

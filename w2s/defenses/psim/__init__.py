@@ -4,14 +4,10 @@
 from __future__ import annotations
 
 from w2s.defenses.base import Defense, register_defense
+from w2s.defenses.filters import FLAG_RATES  # noqa: F401 (the columns its module logs)
 from w2s.defenses.psim.options import MODULES, PsimOptions
-from w2s.metrics import MetricSpec, register_metric
 
 __all__ = ["MODULES", "Psim", "PsimOptions"]
-
-# The filter's own columns (its module logs them): the share of clean rows it flags, of triggered rows.
-register_metric(MetricSpec("false_alarm_rate", "false alarms", "clean"))
-register_metric(MetricSpec("detection_rate", "detection", "triggered"))
 
 
 @register_defense("psim")

@@ -1,0 +1,33 @@
+"""LMSanitator's own settings (``options:`` of an ``lmsanitator`` entry)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+MINE_ON = ("pretrained", "victim")
+
+
+@dataclass(frozen=True)
+class LmsanitatorOptions:
+    """``mine_on``: where attack vectors are mined: ``pretrained``, the model the victim started
+    from (the paper's setting: a prompt-tuned victim keeps it frozen), or ``victim``, the
+    fine-tuned victim itself (LoRA moves the backbone); ``calibration``: a file ``w2s inspect
+    --calibrate`` wrote (null: calibrate when the stage runs, on the student's clean pre-trained
+    model, ``student.name``); ``agreement``: the sign agreement above which an input is flagged;
+    ``seeds`` and ``lines``: the search's seeds and unlabelled defender rows; ``full``: search
+    every seed (more vectors) instead of stopping at the first."""
+
+    mine_on: str = "pretrained"
+    calibration: Optional[str] = None
+    agreement: float = 0.8
+    seeds: int = 30
+    lines: int = 256
+    full: bool = False
+
+    def __post_init__(self):
+        if self.mine_on not in MINE_ON:
+            raise ValueError(f"unknown lmsanitator mine_on {self.mine_on!r}; valid: {', '.join(MINE_ON)}")
+        if not 0.5 <= self.agreement < 1.0:
+            raise ValueError(f"lmsanitator agreement must lie in [0.5, 1), got {self.agreement}")
+        if self.seeds < 1 or self.lines < 2:
+            raise ValueError(f"lmsanitator needs seeds >= 1 and lines >= 2, got {self.seeds}, {self.lines}")
