@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: setup models demo test test-unit test-all clean
+.PHONY: setup models demo test test-unit test-all docs clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,5 +39,13 @@ test-unit: setup
 test-all: setup
 	$(BIN)/python -m pytest -m ""
 
+# The documentation site (mkdocs.yml): broken links and missing pages fail the build.
+$(VENV)/.docs: $(VENV)/.installed
+	$(PIP) install -e ".[docs]"
+	touch $@
+
+docs: $(VENV)/.docs
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
 clean:
-	rm -rf $(VENV) runs lightning_logs .pytest_cache .hypothesis
+	rm -rf $(VENV) runs lightning_logs .pytest_cache .hypothesis site

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+import w2s
 from tests.helpers import run, tiny_args, write_config
 from w2s.cli import main
 from w2s.pipeline.load import load_config
@@ -158,7 +159,7 @@ def test_manifest_counts_final_metrics_in_the_logger_and_code_version(tmp_path, 
     root = tmp_path / "runs" / "tiny"
     poisoned = load_manifest(root / "poisoned")
     assert poisoned["info"]["poisoned_rows"] == 7 and poisoned["info"]["train_rows"] == 48
-    assert poisoned["code"].startswith("0.1.0+")
+    assert poisoned["code"].startswith(f"{w2s.__version__}+")
     logged = list(csv.DictReader(open(root / "defenses" / "lora" / "logs" / "metrics.csv")))
     final = [r for r in logged if r.get("test/ca")]
     assert final and float(final[-1]["test/ca"]) == pytest.approx(load_manifest(root / "defenses" / "lora")

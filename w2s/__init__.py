@@ -1,3 +1,3 @@
 """w2s: unlearning backdoors from LLMs by weak-to-strong knowledge distillation."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
