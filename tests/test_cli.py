@@ -59,7 +59,8 @@ HEAVY = ("torch", "pytorch_lightning", "lightning_fabric", "transformers", "peft
                                   ["pipeline", "--help"], ["pipeline", "--print_config"],
                                   ["pipeline", "--config", "experiments/paper.yaml", "--print_config"],
                                   ["adapters", "build", "--help"], ["adapters", "train", "--help"],
-                                  ["adapters", "eval", "--help"], ["scan", "--help"], ["inspect", "--help"]],
+                                  ["adapters", "eval", "--help"], ["scan", "--help"], ["inspect", "--help"],
+                                  ["inspect-population", "--help"]],
                          ids=" ".join)
 def test_the_command_line_answers_without_loading_the_training_libraries(args):
     """Parsing, listing, checking and printing a configuration import none of the libraries a run

@@ -192,3 +192,25 @@ def test_a_flagged_input_is_purged_and_predicted_on_what_is_left(models):
         plain = module._outputs(**batch).logits.argmax(dim=-1)
     assert flagged[0] and 1 <= passes[0] <= 3                                      # purged within its 3 words
     assert passes[~flagged].eq(0).all() and preds.shape == plain.shape
+
+
+def test_a_population_study_trains_calibrates_inspects_and_resumes(models, task, tmp_path, capsys):
+    import json
+
+    from w2s.cli import main
+
+    args = ["inspect-population", "--population.output", str(tmp_path / "pop"), "--population.base_model",
+            models["bert"], "--population.dataset", task, "--population.models", "1",
+            "--population.calibration_models", "1", "--population.rows", "48", "--population.epochs", "1",
+            "--population.seeds", "1", "--population.lines", "32", "--population.max_length", "24"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    report = json.loads((tmp_path / "pop" / "report.json").read_text())
+    kinds = {r["model"]: r["kind"] for r in report["models"]}
+    assert kinds == {"clean-0/model": "clean", "por-0/model": "por", "por-0/pretrained": "por-pretrained",
+                     "badnet/model": "negative"}
+    assert 0 <= report["accuracy"] <= 1 and report["distance"] > 0 and "Detection accuracy" in out
+    assert (tmp_path / "pop" / "models" / "por-0" / "pretrained" / "model.safetensors").is_file()
+    assert main(args) == 0 and "training" not in capsys.readouterr().out      # resumed: nothing again
+    assert main([*args[:-2], "--population.max_length", "32"]) == 2           # other settings, same output
+    assert "built with other settings" in capsys.readouterr().err

@@ -14,6 +14,7 @@ from typing import Optional
 from jsonargparse import ActionConfigFile, ArgumentParser
 
 from w2s.config.adapters import AdapterBenchmarkConfig
+from w2s.config.population import PopulationConfig
 from w2s.pipeline.load import check_config_files, instantiate, load_config
 from w2s.pipeline.load import strict_parser as _parser
 
@@ -285,6 +286,15 @@ def inspect_models(models: list[str], method: str = "lmsanitator", dataset: str 
                   f"trigger's nearest tokens {' '.join(t[0] for t in v['nearest_tokens'])}")
 
 
+def inspect_population(population: PopulationConfig) -> None:
+    """LMSanitator's detection over a population: K clean and K POR-poisoned models of one base
+    model, calibration models and a BadNet negative control, trained (resumably) and inspected
+    alike; prints and writes OUTPUT/report.md (detection accuracy, TPR, FPR, seconds per model)."""
+    from w2s.defenses.lmsanitator.population import markdown, run_population
+
+    print(markdown(run_population(population)) + f"written: {population.output}/report.md, report.json")
+
+
 PIPELINE = ("attack -> teacher -> poisoned student -> defenses -> CA/ASR table, from one YAML (stages whose "
             "inputs did not change are reused); w2s pipeline --help lists every setting.")
 
@@ -353,6 +363,10 @@ def build_parser() -> ArgumentParser:
     inspector.add_argument("--full", action="store_true", help="search every seed")
     inspector.add_argument("--json", action="store_true", help="one JSON list, for scripts")
     commands.add_subcommand("inspect", inspector)
+    population = _parser(description=inspect_population.__doc__)
+    population.add_argument("--config", action=ActionConfigFile, help="population YAML (experiments/lmsanitator/)")
+    population.add_class_arguments(PopulationConfig, "population")
+    commands.add_subcommand("inspect-population", population)
     for stage in STAGES:
         commands.add_subcommand(stage, _parser(
             description=f"Lightning CLI for the {stage} stage: w2s {stage} {{fit,validate,test}} --help"))
@@ -417,6 +431,9 @@ def main(args: Optional[list[str]] = None) -> int:
         elif parsed.command == "inspect":
             quiet_libraries()
             inspect_models(**_arguments(parsed.inspect))
+        elif parsed.command == "inspect-population":
+            quiet_libraries()
+            inspect_population(instantiate(build_parser(), parsed)["inspect-population"].population)
         elif parsed.command == "scan":
             quiet_libraries()
             scan_adapters(**_arguments(parsed.scan))
