@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
+from w2s.artifacts import write_json
 from w2s.config.adapters import AdapterBenchmarkConfig
 from w2s.config.jsonable import to_jsonable
 
@@ -100,14 +101,6 @@ def train_adapter(config: AdapterBenchmarkConfig, settings: dict, folder: Path) 
             "poisoned_rows": data.poisoned_rows, "data_digest": hashlib.sha256(rows.encode()).hexdigest()[:16]}
 
 
-def _write_json(path: Path, value) -> None:
-    """Atomically: a killed build never leaves half a record."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_suffix(".tmp")
-    staging.write_text(json.dumps(value, indent=1))
-    os.replace(staging, path)
-
-
 def _claim(config: AdapterBenchmarkConfig) -> Path:
     """``config.output``, holding this config (refused if it holds a benchmark with other settings;
     ``per_class`` may differ: adapter ``i``'s draw does not depend on it, so a benchmark grows)."""
@@ -116,7 +109,7 @@ def _claim(config: AdapterBenchmarkConfig) -> Path:
     saved = out / "config.json"
     if saved.exists() and json.loads(saved.read_text()) | {"per_class": config.per_class} != settings:
         raise ValueError(f"{out} holds a benchmark built with other settings ({saved}): choose another output")
-    _write_json(saved, settings)
+    write_json(saved, settings)
     return out
 
 
@@ -142,7 +135,7 @@ def build_shard(config: AdapterBenchmarkConfig, shard: int = 0, shards: int = 1)
         kept = not settings["backdoored"] or metrics["asr"] >= config.min_asr
         if not kept:
             shutil.rmtree(folder)
-        _write_json(record, settings | metrics | {"kept": kept, "adapter": f"adapters/{index:05d}" if kept else None})
+        write_json(record, settings | metrics | {"kept": kept, "adapter": f"adapters/{index:05d}" if kept else None})
 
 
 def _threaded_shard(config: AdapterBenchmarkConfig, shard: int, shards: int) -> None:

@@ -14,6 +14,7 @@ from w2s.adapters.manifest import read_manifest, same_model
 from w2s.adapters.updates import (Preprocessing, adapter_updates, base_weights, branches, preprocessing,
                                   read_adapter, resolve_adapter)
 
+
 def train_detector(benchmark: str | Path, output: str | Path, epochs: int = 20, seed: int = 0,
                    dtype: str = "float32", standardize: bool = True, **network) -> dict:
     """Train on every adapter of ``benchmark`` (10% of each class held for choosing the epoch, as

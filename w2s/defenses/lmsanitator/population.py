@@ -8,11 +8,11 @@ continues: each model and each inspection is written once, atomically."""
 from __future__ import annotations
 
 import json
-import os
 import random
 from dataclasses import asdict, replace
 from pathlib import Path
 
+from w2s.artifacts import write_json
 from w2s.config.population import PopulationConfig
 
 
@@ -80,13 +80,6 @@ def train_member(config: PopulationConfig, member: dict, folder: Path) -> None:
     module.save_artifact(folder / "model")
 
 
-def _write_json(path: Path, value) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_suffix(".tmp")
-    staging.write_text(json.dumps(value, indent=1))
-    os.replace(staging, path)
-
-
 def run_population(config: PopulationConfig, progress=print) -> dict:
     """Train what is missing, calibrate, inspect every model; write and return the report."""
     from w2s.defenses.lmsanitator.inspect import calibrate, defender_texts, inspect
@@ -96,7 +89,7 @@ def run_population(config: PopulationConfig, progress=print) -> dict:
     saved = out / "config.json"
     if saved.exists() and json.loads(saved.read_text()) != asdict(config):
         raise ValueError(f"{out} holds a population built with other settings ({saved}): choose another output")
-    _write_json(saved, asdict(config))
+    write_json(saved, asdict(config))
     for member in members(config):
         folder = out / "models" / member["name"]
         if not (folder / "model").is_dir():
@@ -119,14 +112,14 @@ def run_population(config: PopulationConfig, progress=print) -> dict:
             path = out / "inspections" / f"{member['name']}-{part}.json"
             if not path.exists():
                 progress(f"w2s: {member['name']} ({part}): inspecting")
-                _write_json(path, inspect(str(out / "models" / member["name"] / part), texts,
+                write_json(path, inspect(str(out / "models" / member["name"] / part), texts,
                                           replace(options, distance=distance)))
             result = json.loads(path.read_text())
             rows.append({"model": f"{member['name']}/{part}", "kind": kind, "backdoored": result["backdoored"],
                          "seeds_tried": result["seeds_tried"], "seconds": result["seconds"],
                          "triggers": member.get("triggers")})
     report = summarise(rows, distance)
-    _write_json(out / "report.json", report)
+    write_json(out / "report.json", report)
     (out / "report.md").write_text(markdown(report))
     return report
 
