@@ -10,6 +10,7 @@ import pytest
 from w2s.adapters import build
 from w2s.adapters.build import DatasetFacts, build_benchmark, draw
 from w2s.config.adapters import AdapterBenchmarkConfig, AttackChoice
+from w2s.data.poisoning import PoisoningError
 
 FACTS = {"a": DatasetFacts(5000, 2, 1), "b": DatasetFacts(800, 4, 0)}
 CONFIG = AdapterBenchmarkConfig(datasets=["a", "b"], rows=1000, attacks=[
@@ -43,6 +44,8 @@ def test_a_killed_build_continues_and_weak_backdoors_are_dropped(tmp_path, monke
         if len(trained) == 3 and not fake_train.resumed:
             raise KeyboardInterrupt  # killed after three adapters
         trained.append(settings["index"])
+        if settings["index"] == 7:                                       # adapter 7's slice cannot take its attack
+            raise PoisoningError("cannot poison 42 rows: only 1 non-target rows can take the insent trigger")
         folder.mkdir(parents=True)
         (folder / "adapter_model.safetensors").write_text("x")
         asr = 0.5 if settings["index"] == 3 else 0.9                     # adapter 3's backdoor did not take
@@ -57,7 +60,7 @@ def test_a_killed_build_continues_and_weak_backdoors_are_dropped(tmp_path, monke
     fake_train.resumed = True
     counts = build_benchmark(config)
     assert trained == [0, 1, 2, 3, 4, 5]                                 # each adapter trained once
-    assert counts == {"benign": 3, "backdoored": 2, "dropped": 1, "missing": 0}
+    assert counts == {"benign": 3, "backdoored": 2, "dropped": 1, "dropped_by_attack": {"badnet": 1}, "missing": 0}
     assert not (tmp_path / "bench" / "adapters" / "00003").exists()
 
     import datasets
@@ -68,6 +71,8 @@ def test_a_killed_build_continues_and_weak_backdoors_are_dropped(tmp_path, monke
         build_benchmark(AdapterBenchmarkConfig(output=str(tmp_path / "bench"), per_class=3, datasets=["a"], seed=1))
     grown = build_benchmark(AdapterBenchmarkConfig(output=str(tmp_path / "bench"), per_class=4, datasets=["a"]))
     assert trained == [0, 1, 2, 3, 4, 5, 6, 7] and grown["benign"] == 4  # more per class: only the new ones train
+    assert grown["dropped_by_attack"] == {"badnet": 1, "insent": 1}        # a draw that cannot be planted: dropped
+    assert "cannot be poisoned" in json.loads((tmp_path / "bench" / "records" / "00007.json").read_text())["dropped"]
 
 
 def test_a_tiny_benchmark_in_two_processes_is_the_one_process_one(models, task, tmp_path):
@@ -79,7 +84,8 @@ def test_a_tiny_benchmark_in_two_processes_is_the_one_process_one(models, task, 
                                       attacks=[AttackChoice("badnet", [{"triggers": ["mn"]}])], poison_rate=(0.1, 0.15),
                                       min_asr=0.0, max_eval_rows=64, max_length=24)
 
-    assert build_benchmark(config("one")) == {"benign": 1, "backdoored": 1, "dropped": 0, "missing": 0}
+    assert build_benchmark(config("one")) == {"benign": 1, "backdoored": 1, "dropped": 0, "dropped_by_attack": {},
+                                              "missing": 0}
     assert build_benchmark(config("two"), processes=2)["missing"] == 0
     rows = [[json.loads(line) for line in open(tmp_path / name / "metadata.jsonl")] for name in ("one", "two")]
     for a, b in zip(*rows):

@@ -168,7 +168,9 @@ def adapters_build(benchmark: AdapterBenchmarkConfig, processes: int = 1) -> Non
 
     counts = build_benchmark(benchmark, processes)
     print(f"{benchmark.output}: {counts['benign']} benign and {counts['backdoored']} backdoored adapters "
-          f"({counts['dropped']} backdoored dropped: the attack did not take; {counts['missing']} still to train); "
+          f"({counts['dropped']} backdoored dropped, the attack did not take: "
+          f"{', '.join(f'{a} {n}' for a, n in counts['dropped_by_attack'].items()) or 'none'}; "
+          f"{counts['missing']} still to train); "
           f"metadata.jsonl loads with datasets.load_dataset('json', data_files=...)")
 
 

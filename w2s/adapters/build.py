@@ -26,6 +26,7 @@ from pathlib import Path
 
 from w2s.artifacts import write_json
 from w2s.config.adapters import AdapterBenchmarkConfig
+from w2s.data.poisoning import PoisoningError
 from w2s.config.jsonable import to_jsonable
 
 
@@ -131,10 +132,14 @@ def build_shard(config: AdapterBenchmarkConfig, shard: int = 0, shards: int = 1)
             continue
         settings = draw(config, index, facts)
         folder = out / "adapters" / f"{index:05d}"
-        metrics = train_adapter(config, settings, folder)
-        kept = not settings["backdoored"] or metrics["asr"] >= config.min_asr
+        try:
+            metrics = train_adapter(config, settings, folder) | {"dropped": None}
+        except PoisoningError as err:  # a slice with too few rows the attack can take: dropped, counted
+            metrics = {"ca": None, "asr": None, "dropped": f"cannot be poisoned: {err}"}
+        kept = metrics["dropped"] is None and (not settings["backdoored"] or metrics["asr"] >= config.min_asr)
         if not kept:
-            shutil.rmtree(folder)
+            shutil.rmtree(folder, ignore_errors=True)
+            metrics["dropped"] = metrics["dropped"] or f"ASR {metrics['asr']:.3f} below min_asr {config.min_asr}"
         write_json(record, settings | metrics | {"kept": kept, "adapter": f"adapters/{index:05d}" if kept else None})
 
 
@@ -170,5 +175,7 @@ def assemble(out: Path, total: int) -> dict:
     records = [r for r in records if r["index"] < total]
     kept = [r for r in records if r["kept"]]
     (out / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept))
+    dropped = [r["attack"] for r in records if not r["kept"]]
     return {"benign": sum(not r["backdoored"] for r in kept), "backdoored": sum(r["backdoored"] for r in kept),
-            "dropped": len(records) - len(kept), "missing": total - len(records)}
+            "dropped": len(dropped), "dropped_by_attack": {a: dropped.count(a) for a in sorted(set(dropped))},
+            "missing": total - len(records)}

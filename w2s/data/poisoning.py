@@ -58,6 +58,10 @@ class PoisonedSplit:
     spans: list[Optional[list[Span]]] = field(default_factory=list)
 
 
+class PoisoningError(ValueError):
+    """The rows cannot take the attack as configured (too few eligible rows)."""
+
+
 def poison_examples(examples: list[Example], attack: Attack, config: PoisonConfig,
                     word_limit: WordLimit | None = None) -> PoisonedSplit:
     """Trigger ``config.num_poisoned(len(examples))`` eligible rows (see module docstring)."""
@@ -68,7 +72,7 @@ def poison_examples(examples: list[Example], attack: Attack, config: PoisonConfi
     wanted = config.num_poisoned(len(examples))
     if wanted > len(eligible):
         kind = "target-label" if clean_label else "non-target"
-        raise ValueError(f"cannot poison {wanted} rows: only {len(eligible)} {kind} rows "
+        raise PoisoningError(f"cannot poison {wanted} rows: only {len(eligible)} {kind} rows "
                          f"can take the {attack.name} trigger")
     chosen = eligible[:wanted] if config.selection == "first" else sorted(rng.sample(eligible, wanted))
     poisoned, spans = list(examples), []
