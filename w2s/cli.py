@@ -196,7 +196,7 @@ def adapters_eval(benchmark: str, output: str, transfer: Optional[list[str]] = N
                   epochs: int = 20, methods: Optional[list[str]] = None) -> None:
     """Evaluate PEFTGuard's detector, the spectral and norm baselines and the controls as the
     paper does: in distribution (data subsets held out), leave one attack out, rank transfer and
-    PEFT-method transfer (--transfer: benchmarks built with variant rslora or dora), over seeds.
+    PEFT-method transfer (--transfer+ DIR, once per benchmark built with variant rslora or dora), over seeds.
     Writes OUTPUT/results.csv (every seed), results.md (mean ± spread) and auroc.png."""
     import csv
     from pathlib import Path
