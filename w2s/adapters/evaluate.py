@@ -176,7 +176,9 @@ def summarise(rows: list[dict]) -> list[dict]:
         groups.setdefault((row["split"], row["method"]), []).append(row)
     out = []
     for (split, method), members in groups.items():
-        entry = {"split": split, "method": method, "seeds": len(members), "test": members[0]["test"]}
+        sizes = sorted({m["test"] for m in members})  # held-out subsets differ by seed
+        entry = {"split": split, "method": method, "seeds": len(members),
+                 "test": str(sizes[0]) if len(sizes) == 1 else f"{sizes[0]}-{sizes[-1]}"}
         for key in METRICS:
             values = [m[key] for m in members]
             entry[key] = (mean(values), stdev(values) if len(values) > 1 else 0.0)
