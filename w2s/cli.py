@@ -227,19 +227,25 @@ def adapters_eval(benchmark: str, output: str, transfer: Optional[list[str]] = N
 def scan_adapters(adapters: list[str], detector: Optional[str] = None, json: bool = False) -> None:
     """P(backdoored) of each LoRA adapter (a folder or a hub id) and the verdict at the detector's
     threshold. Default detector: the one that ships for the embedded MiniLM-L6 (query, value)."""
-    import json as json_module
-
     from w2s.adapters.scan import scan
 
     results = scan(adapters, detector)
-    if json:
-        print(json_module.dumps(results, indent=1))
+    _report(results, json, lambda r: [
+        f"{r['adapter']}: P(backdoored) {r['p_backdoored']:.3f} -> {'BACKDOORED' if r['backdoored'] else 'benign'} "
+        f"(threshold {r['threshold']}; {r['seconds']:.2f} s)"], f"detector: {results[0]['detector']}")
+
+
+def _report(results: list[dict], as_json: bool, lines, footer: str = "") -> None:
+    """``results`` as one JSON list, or each result's ``lines(result)`` (and a footer line)."""
+    import json
+
+    if as_json:
+        print(json.dumps(results, indent=1))
         return
-    for r in results:
-        verdict = "BACKDOORED" if r["backdoored"] else "benign"
-        print(f"{r['adapter']}: P(backdoored) {r['p_backdoored']:.3f} -> {verdict} (threshold {r['threshold']}; "
-              f"{r['seconds']:.2f} s)")
-    print(f"detector: {results[0]['detector']}")
+    for result in results:
+        print("\n".join(lines(result)))
+    if footer:
+        print(footer)
 
 
 INSPECTORS = ("lmsanitator",)
@@ -276,16 +282,11 @@ def inspect_models(models: list[str], method: str = "lmsanitator", dataset: str 
         return
     options = replace(options, distance=read_calibration(calibration)["distance"])
     results = [inspect(name, texts, options, first_only=not full) for name in models]
-    if json:
-        print(json_module.dumps(results, indent=1))
-        return
-    for r in results:
-        verdict = "BACKDOORED" if r["backdoored"] else "no attack vector found"
-        print(f"{r['model']}: {verdict} ({r['seeds_tried']} seeds, {r['seconds']:.0f} s; threshold "
-              f"{r['distance_threshold']:.4g})")
-        for v in r["vectors"]:
-            print(f"  vector from seed {v['seed']}: MSE from clean {v['distance']:.4g}, entropy {v['entropy']:.3f}; "
-                  f"trigger's nearest tokens {' '.join(t[0] for t in v['nearest_tokens'])}")
+    _report(results, json, lambda r: [
+        f"{r['model']}: {'BACKDOORED' if r['backdoored'] else 'no attack vector found'} ({r['seeds_tried']} seeds, "
+        f"{r['seconds']:.0f} s; threshold {r['distance_threshold']:.4g})"] + [
+        f"  vector from seed {v['seed']}: MSE from clean {v['distance']:.4g}, entropy {v['entropy']:.3f}; "
+        f"trigger's nearest tokens {' '.join(t[0] for t in v['nearest_tokens'])}" for v in r["vectors"]])
 
 
 def inspect_population(population: PopulationConfig) -> None:

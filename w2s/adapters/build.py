@@ -76,6 +76,7 @@ def train_adapter(config: AdapterBenchmarkConfig, settings: dict, folder: Path) 
     from w2s.config.attack import PoisonConfig
     from w2s.config.optim import OptimConfig
     from w2s.data.datamodule import W2SDataModule
+    from w2s.lit.base import quiet_trainer
     from w2s.lit.poison import PoisonModule
 
     backdoored = settings["backdoored"]
@@ -90,9 +91,7 @@ def train_adapter(config: AdapterBenchmarkConfig, settings: dict, folder: Path) 
     module = PoisonModule(StudentSpec(config.base_model), data.num_labels, lora, OptimConfig(lr=settings["lr"]),
                           attack.target_label)
     pl.seed_everything(settings["seed"], verbose=False)
-    trainer = pl.Trainer(max_epochs=settings["epochs"], logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
-                         num_sanity_val_steps=0)
+    trainer = quiet_trainer(settings["epochs"], validate=False)
     trainer.fit(module, data)
     clean, triggered = trainer.test(module, data, verbose=False)
     with atomic_folder(folder) as staging:

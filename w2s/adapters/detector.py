@@ -20,6 +20,7 @@ from safetensors.torch import load_file, save_file
 from torchmetrics.classification import BinaryAccuracy, BinaryAUROC
 
 from w2s.adapters.manifest import FORMAT, read_manifest
+from w2s.lit.base import quiet_trainer
 from w2s.lit.callbacks import RestoreBest
 
 
@@ -136,8 +137,7 @@ def fit_detector(train: list[tuple[list[Tensor], int]], val: list[tuple[list[Ten
     pl.seed_everything(seed, verbose=False)
     detector = AdapterDetector(preprocessing, **options)
     best = RestoreBest("val/loss", mode="min")
-    trainer = pl.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, callbacks=[best])
+    trainer = quiet_trainer(epochs, callbacks=[best])
     trainer.fit(detector, DataLoader(train, batch_size, shuffle=True, collate_fn=collate),
                 DataLoader(val, batch_size, collate_fn=collate))
     trainer.validate(detector, DataLoader(val, batch_size, collate_fn=collate), verbose=False)
@@ -149,10 +149,10 @@ def fit_detector(train: list[tuple[list[Tensor], int]], val: list[tuple[list[Ten
 NETWORK = ("channels", "kernel", "stride", "padding", "input_scale")
 
 
-def save_detector(detector: AdapterDetector, folder: str | Path, facts: dict, dtype: str = "float32") -> None:
+def save_detector(detector: AdapterDetector, folder: str | Path, facts: dict, dtype: str = "float32") -> dict:
     """``folder/model.safetensors`` (the network's weights in ``dtype``) and ``folder/manifest.json``:
     the preprocessing (order, scaling, dtype), the network's shape, the threshold and ``facts``
-    (what it was trained on)."""
+    (what it was trained on); returns the manifest."""
     from w2s.artifacts import atomic_folder
 
     hparams = detector.hparams
@@ -162,6 +162,7 @@ def save_detector(detector: AdapterDetector, folder: str | Path, facts: dict, dt
         save_file({k: v.to(getattr(torch, dtype)).contiguous() for k, v in detector.net.state_dict().items()},
                   str(staging / "model.safetensors"))
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    return manifest
 
 
 def load_detector(folder: str | Path | None = None) -> tuple[AdapterDetector, dict]:

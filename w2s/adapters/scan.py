@@ -4,13 +4,12 @@ model, other target modules or shapes) is refused, never scored; so is anything 
 safetensors LoRA adapter."""
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 from w2s.adapters.benchmark import load_benchmark
 from w2s.adapters.detector import fit_detector, load_detector, save_detector, standard_scale, stratified_split
-from w2s.adapters.manifest import read_manifest, same_model
+from w2s.adapters.manifest import default_detector, same_model
 from w2s.adapters.updates import (Preprocessing, adapter_updates, base_weights, branches, preprocessing,
                                   read_adapter, resolve_adapter)
 
@@ -37,8 +36,7 @@ def train_detector(benchmark: str | Path, output: str | Path, epochs: int = 20, 
                             "variant": bench.config.get("variant", "lora")},
              "validation": detector.validation | {"adapters": len(val)}, "epochs": epochs, "seed": seed,
              "w2s": __version__}
-    save_detector(detector, output, facts, dtype)
-    return json.loads((Path(output) / "manifest.json").read_text())
+    return save_detector(detector, output, facts, dtype)
 
 
 class Scanner:
@@ -46,7 +44,7 @@ class Scanner:
     takes to turn an adapter into its input."""
 
     def __init__(self, detector: str | Path | None = None):
-        self.folder = read_manifest(detector)[0]
+        self.folder = Path(detector) if detector else default_detector()
         self.model, self.manifest = load_detector(self.folder)
         self.expected = Preprocessing.from_json(self.manifest["preprocessing"])
         self._base: dict | None = None

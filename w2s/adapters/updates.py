@@ -9,11 +9,11 @@ update the model really gets,
     Delta W = m / ||W + s B A||_row * (W + s B A) - W
 
 (``m`` its magnitude vector, the norm taken per output row, as peft merges it), so reading one
-needs the base model's weights (:func:`base_weights`). Its shape ``(d_out, d_in)`` does not depend on the rank,
-which is what lets a detector trained on some ranks score others. The classification head
+needs the base model's weights (:func:`base_weights`). Its shape ``(d_out, d_in)`` does not
+depend on the rank, which is what lets a detector trained on some ranks score others. The classification head
 (``modules_to_save``) is left out: it can leak the attack's target label. PEFTGuard's release
-says neither whether the scaling is folded in nor how the channels are ordered (its issue
-#11); :class:`Preprocessing` states both and travels with every detector."""
+says neither whether the scaling is folded in nor how the channels are ordered (a user asked
+its authors); :class:`Preprocessing` states both and travels with every detector."""
 from __future__ import annotations
 
 import json

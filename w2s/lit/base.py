@@ -173,3 +173,12 @@ class ClassifierModule(pl.LightningModule):
         total = max(1, int(self.trainer.estimated_stepping_batches))
         scheduler = get_linear_schedule_with_warmup(optimizer, int(self.optim.warmup_ratio * total), total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def quiet_trainer(max_epochs: int, validate: bool = True, **options) -> pl.Trainer:
+    """A Trainer that logs, checkpoints and prints nothing, for stages run outside the pipeline
+    (the adapter benchmark, the detector, a population study); ``validate=False`` skips validation."""
+    if not validate:
+        options |= {"limit_val_batches": 0, "num_sanity_val_steps": 0}
+    return pl.Trainer(max_epochs=max_epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                      enable_model_summary=False, **options)

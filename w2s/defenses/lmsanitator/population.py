@@ -39,9 +39,10 @@ def _rows(config: PopulationConfig, member: dict) -> tuple[int, int]:
 def _fit(module, data, epochs: int, seed: int) -> None:
     import pytorch_lightning as pl
 
+    from w2s.lit.base import quiet_trainer
+
     pl.seed_everything(seed, verbose=False)
-    pl.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-               enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0).fit(module, data)
+    quiet_trainer(epochs, validate=False).fit(module, data)
 
 
 def train_member(config: PopulationConfig, member: dict, folder: Path) -> None:
