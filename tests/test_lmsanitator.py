@@ -80,6 +80,21 @@ def test_lines_carry_the_trigger_slots_where_words_start(models):
     assert lines.clean.shape == (40, model.config.hidden_size)
 
 
+def test_standardised_lines_read_in_units_of_the_clean_spread(models):
+    from dataclasses import replace
+
+    model, tokenizer = _bert(models["bert"], 0)
+    monitor = Monitor(model, decoder=False)
+    raw = prepare_lines(_texts(40), tokenizer, monitor, OPTIONS).clean
+    lines = prepare_lines(_texts(40), tokenizer, monitor, replace(OPTIONS, standardise=True))
+    assert torch.allclose(lines.clean.mean(0), torch.zeros(raw.shape[1]), atol=1e-3)
+    assert torch.allclose(lines.clean.std(0), torch.ones(raw.shape[1]), atol=1e-3)
+    assert torch.allclose(monitor.scaling(raw), lines.clean, atol=1e-5)            # the monitor now reads z-scores
+    assert torch.allclose(monitor.of_ids(lines.ids[:2, :1], lines.mask[:2, :1]),
+                          monitor.scaling(Monitor(model, False).of_ids(lines.ids[:2, :1], lines.mask[:2, :1])))
+    assert prepare_lines(_texts(40), tokenizer, monitor, OPTIONS).clean.allclose(raw)  # and raw again when asked
+
+
 @pytest.mark.parametrize("bad, match", [(dict(batch_size=1), "batch_size >= 2"), (dict(lines=8), "lines >= batch"),
                                         (dict(distance=-1.0), "distance must be > 0"),
                                         (dict(max_length=8), "room for the 7 trigger slots")])
@@ -124,6 +139,8 @@ def test_inspect_calibrates_then_judges_and_refuses_bad_input(models, task, tmp_
         assert main(["inspect", models["bert"], "--dataset", task, *extra]) == 2
         assert match in capsys.readouterr().err
     capsys.readouterr()
+    assert main(["inspect", models["bert"], "--calibration", str(calibration), "--standardise", *small]) == 2
+    assert "raw output units" in capsys.readouterr().err                          # a calibration keeps its units
     assert main(["inspect", str(tmp_path / "t5"), "--calibration", str(calibration), *small]) == 2
     err = capsys.readouterr().err
     assert "gives none" in err and len(err.strip().splitlines()) == 1
@@ -193,6 +210,17 @@ def test_a_flagged_input_is_purged_and_predicted_on_what_is_left(models):
     assert flagged[0] and 1 <= passes[0] <= 3                                      # purged within its 3 words
     assert passes[~flagged].eq(0).all() and preds.shape == plain.shape
 
+    from w2s.defenses.lmsanitator.mining import Scaling, Search
+
+    with torch.no_grad():
+        features = module._outputs(**batch).features
+    signs = torch.sign(features[0])
+    module.vectors = signs.unsqueeze(0)                                            # row 0's own signs
+    assert module._flagged(features)[0]                                             # raw units: flagged
+    center = features[0] + signs                                                   # its z-scores: the opposite signs
+    module.found = Search(scaling=Scaling(center, torch.ones_like(center)))
+    assert not module._flagged(features)[0]                                         # read in the vectors' units
+
 
 def test_a_population_study_trains_calibrates_inspects_and_resumes(models, task, tmp_path, capsys):
     import json
@@ -202,6 +230,7 @@ def test_a_population_study_trains_calibrates_inspects_and_resumes(models, task,
     args = ["inspect-population", "--population.output", str(tmp_path / "pop"), "--population.base_model",
             models["bert"], "--population.dataset", task, "--population.models", "1",
             "--population.calibration_models", "1", "--population.rows", "48", "--population.epochs", "1",
+            "--population.por_epochs", "1",
             "--population.seeds", "1", "--population.lines", "32", "--population.max_length", "24"]
     assert main(args) == 0
     out = capsys.readouterr().out
@@ -209,6 +238,12 @@ def test_a_population_study_trains_calibrates_inspects_and_resumes(models, task,
     kinds = {r["model"]: r["kind"] for r in report["models"]}
     assert kinds == {"clean-0/model": "clean", "por-0/model": "por", "por-0/pretrained": "por-pretrained",
                      "badnet/model": "negative"}
+    por = [r for r in report["models"] if r["kind"].startswith("por")]
+    for row in por:                                                             # each POR model's own backdoor
+        assert 0 <= row["asr"] <= 1 and 0 <= row["ca"] <= 1
+        assert [v["trigger"] for v in row["vectors"]] == row["triggers"]
+        assert all(v["distance"] > 0 and v["entropy_gap"] >= -1e-6 for v in row["vectors"])
+    assert por[0]["vectors"] != por[1]["vectors"] and "real triggers" in out    # measured on each of its models
     assert 0 <= report["accuracy"] <= 1 and report["distance"] > 0 and "Detection accuracy" in out
     assert (tmp_path / "pop" / "models" / "por-0" / "pretrained" / "model.safetensors").is_file()
     assert main(args) == 0 and "training" not in capsys.readouterr().out      # resumed: nothing again

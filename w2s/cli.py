@@ -253,13 +253,15 @@ INSPECTORS = ("lmsanitator",)
 
 def inspect_models(models: list[str], method: str = "lmsanitator", dataset: str = "sst2",
                    calibration: Optional[str] = None, calibrate: Optional[str] = None, seeds: int = 30,
-                   lines: int = 256, max_length: int = 64, full: bool = False, json: bool = False) -> None:
+                   lines: int = 256, max_length: int = 64, full: bool = False, standardise: bool = False,
+                   json: bool = False) -> None:
     """Does a pre-trained (or fine-tuned) model carry a task-agnostic backdoor? LMSanitator mines
     attack vectors on the frozen model with the defender's unlabelled texts (DATASET's train
     texts, labels never read) and gives the verdict, each vector found, its inverted trigger's
     nearest tokens and the time taken; exit 0 either way. The distance threshold comes from
     --calibration FILE, written by --calibrate FILE on clean models; --full searches every seed
-    instead of stopping at the first vector."""
+    instead of stopping at the first vector; --standardise searches in units of the clean outputs'
+    spread (a calibration holds the units it was made in)."""
     import json as json_module
     from dataclasses import replace
 
@@ -272,7 +274,7 @@ def inspect_models(models: list[str], method: str = "lmsanitator", dataset: str 
     if (calibration is None) == (calibrate is None):
         raise ValueError("give --calibration FILE (a threshold calibrated on clean models) or --calibrate FILE "
                          "(make one from these clean models), not both")
-    options = MiningOptions(seeds=seeds, lines=lines, max_length=max_length)
+    options = MiningOptions(seeds=seeds, lines=lines, max_length=max_length, standardise=standardise)
     texts = defender_texts(dataset, lines)
     if calibrate is not None:
         result = run_calibration(models, texts, options, calibrate)
@@ -280,7 +282,7 @@ def inspect_models(models: list[str], method: str = "lmsanitator", dataset: str 
               f"{calibrate}: distance threshold {result['distance']:.4g} ({result['margin']} x the largest mean MSE "
               f"a search reached on {len(models)} clean model(s): {max(result['reached']):.4g})")
         return
-    options = replace(options, distance=read_calibration(calibration)["distance"])
+    options = replace(options, distance=read_calibration(calibration, standardise)["distance"])
     results = [inspect(name, texts, options, first_only=not full) for name in models]
     _report(results, json, lambda r: [
         f"{r['model']}: {'BACKDOORED' if r['backdoored'] else 'no attack vector found'} ({r['seeds_tried']} seeds, "
@@ -364,6 +366,7 @@ def build_parser() -> ArgumentParser:
                                 ("seeds", int, 30), ("lines", int, 256), ("max_length", int, 64)):
         inspector.add_argument(f"--{name}", type=kind, default=default)
     inspector.add_argument("--full", action="store_true", help="search every seed")
+    inspector.add_argument("--standardise", action="store_true", help="search in units of the clean outputs' spread")
     inspector.add_argument("--json", action="store_true", help="one JSON list, for scripts")
     commands.add_subcommand("inspect", inspector)
     population = _parser(description=inspect_population.__doc__)

@@ -42,13 +42,18 @@ def defender_texts(dataset: str, rows: int) -> list[str]:
     return [example.text for example in get_dataset(dataset).load("train")[:rows]]
 
 
-def read_calibration(path: str | Path) -> dict:
+def read_calibration(path: str | Path, standardise: bool = False) -> dict:
+    """A calibration file, refused when its distances are in other units than the search's
+    (``standardise``; files older than the option hold raw distances)."""
     try:
         calibration = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as err:
         raise ValueError(f"calibration: {path} is not a readable JSON file ({type(err).__name__})") from None
     if calibration.get("format") != CALIBRATION:
         raise ValueError(f"calibration: {path} is not a {CALIBRATION} file (make one with --calibrate)")
+    if calibration.get("options", {}).get("standardise", False) != standardise:
+        raise ValueError(f"calibration: {path} holds distances in {'raw' if standardise else 'standardised'} output "
+                         f"units, the search uses {'standardised' if standardise else 'raw'} ones: calibrate again")
     return calibration
 
 
@@ -62,9 +67,8 @@ def clean_searches(models: list[str], texts: list[str], options: MiningOptions) 
     return searches
 
 
-def calibrate_on(models: list[str], texts: list[str], seeds: int, max_length: int, margin: float = 1.5) -> float:
+def calibrate_on(models: list[str], texts: list[str], options: MiningOptions, margin: float = 1.5) -> float:
     """The distance threshold from clean ``models`` (:func:`calibrate` without the file)."""
-    options = MiningOptions(seeds=seeds, lines=len(texts), max_length=max_length)
     return calibrate_distance(clean_searches(models, texts, options), margin)
 
 

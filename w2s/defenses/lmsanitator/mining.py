@@ -11,6 +11,12 @@ within two epochs is given up; after the last epoch the mean output of the last 
 *attack vector* if it is far from every vector already found, input-agnostic (batch entropy
 above ln B - ``entropy_slack``) and made of embeddings within ``embedding_range`` times the
 embedding matrix's range. A model is backdoored when a vector is found within ``seeds`` seeds.
+
+With ``standardise`` (off by default; a deviation) every monitored output is first standardised
+by the clean lines' mean and standard deviation per dimension, so the loss, the distance and the
+entropy test read the same units on every model: the authors' slack assumes BERT's output scale,
+and where outputs vary by about 0.1 (MiniLM-L6) the batch entropy of raw outputs is within 0.01 of
+ln B for nearly any trigger, so the input-agnostic test passes almost vacuously.
 """
 from __future__ import annotations
 
@@ -32,7 +38,9 @@ from w2s.losses.attack_vectors import batch_entropy, input_agnostic, mining_loss
 class MiningOptions:
     """The search's settings: the authors' values except ``lines`` (2,000), ``max_length`` (128)
     and ``seeds`` (30 for detection), smaller for 2 CPU cores. ``distance``: the MSE from the
-    clean outputs a candidate must exceed (null: the calibrated value, ``calibrate``)."""
+    clean outputs a candidate must exceed (null: the calibrated value, ``calibrate``);
+    ``standardise``: search in units of the clean outputs' spread (above; false, the default: raw
+    outputs, as the authors)."""
 
     trigger_length: int = 7
     lines: int = 256
@@ -47,6 +55,7 @@ class MiningOptions:
     entropy_slack: float = 0.02
     embedding_range: float = 1.2
     max_word: int = 32
+    standardise: bool = False
 
     def __post_init__(self):
         for key in ("trigger_length", "lines", "batch_size", "epochs", "seeds", "max_word"):
@@ -61,6 +70,22 @@ class MiningOptions:
             raise ValueError(f"lmsanitator distance must be > 0 (or null: calibrated), got {self.distance}")
         if self.max_length < self.trigger_length + 3:
             raise ValueError(f"lmsanitator max_length must leave room for the {self.trigger_length} trigger slots")
+
+
+@dataclass(frozen=True)
+class Scaling:
+    """Per-dimension standardisation ``(o - center) / scale`` of monitored outputs (``(H,)`` each),
+    fitted on clean outputs."""
+
+    center: Tensor
+    scale: Tensor
+
+    @classmethod
+    def fit(cls, outputs: Tensor) -> "Scaling":
+        return cls(outputs.mean(0), outputs.std(0).clamp(min=1e-6))
+
+    def __call__(self, outputs: Tensor) -> Tensor:
+        return (outputs - self.center.to(outputs)) / self.scale.to(outputs)
 
 
 @dataclass
@@ -84,10 +109,12 @@ class Monitor:
         self.model = model
         self.embeddings = model.get_input_embeddings().weight.detach()
         self.decoder = decoder
+        self.scaling: Optional[Scaling] = None
 
     def __call__(self, embeds: Tensor, mask: Tensor) -> Tensor:
         hidden = self.model(inputs_embeds=embeds, attention_mask=mask, output_hidden_states=True).hidden_states[-1]
-        return pool(hidden, mask, self.decoder)
+        out = pool(hidden, mask, self.decoder)
+        return out if self.scaling is None else self.scaling(out)
 
     @torch.no_grad()
     def of_ids(self, ids: Tensor, mask: Tensor, batch_size: int = 64) -> Tensor:
@@ -114,7 +141,8 @@ def search_model(model, decoder: bool, texts: list[str], tokenizer, options: Min
 
 def prepare_lines(texts: list[str], tokenizer, monitor: Monitor, options: MiningOptions, seed: int = 0) -> Lines:
     """The first ``options.lines`` non-empty texts, each with the slots inserted before word
-    1..min(``max_word``, words) (the tokenizer's words; a slow tokenizer: before token 1..)."""
+    1..min(``max_word``, words) (the tokenizer's words; a slow tokenizer: before token 1..).
+    With ``options.standardise`` the monitor is standardised on these lines' clean outputs."""
     texts = [t.strip() for t in texts if t.strip()][:options.lines]
     if len(texts) < options.batch_size:
         raise ValueError(f"lmsanitator needs at least {options.batch_size} non-empty lines (one batch), got {len(texts)}")
@@ -140,8 +168,12 @@ def prepare_lines(texts: list[str], tokenizer, monitor: Monitor, options: Mining
                 torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in batch]))
 
     ids, mask = padded(rows)
-    clean_ids, clean_mask = padded(clean_rows)
-    return Lines(ids, mask, torch.tensor(slots), monitor.of_ids(clean_ids, clean_mask))
+    monitor.scaling = None
+    clean = monitor.of_ids(*padded(clean_rows))
+    if options.standardise:
+        monitor.scaling = Scaling.fit(clean)
+        clean = monitor.scaling(clean)
+    return Lines(ids, mask, torch.tensor(slots), clean)
 
 
 @dataclass
@@ -158,10 +190,13 @@ class SeedResult:
 
 @dataclass
 class Search:
+    """The vectors found (in the monitor's units: ``scaling`` maps raw outputs to them)."""
+
     vectors: list[Tensor] = field(default_factory=list)
     triggers: list[Tensor] = field(default_factory=list)
     seeds: list[SeedResult] = field(default_factory=list)
     seconds: float = 0.0
+    scaling: Optional[Scaling] = None
 
     @property
     def backdoored(self) -> bool:
@@ -228,7 +263,7 @@ def search(monitor: Monitor, lines: Lines, options: MiningOptions, distance: flo
            give_up: bool = True, progress: Callable[[SeedResult], None] = lambda result: None) -> Search:
     """Seeds 0 .. ``options.seeds`` - 1; with ``first_only`` (detection) stop at the first vector."""
     start = time.perf_counter()
-    found = Search()
+    found = Search(scaling=monitor.scaling)
     for seed in range(options.seeds):
         result = search_seed(monitor, lines, options, distance, seed, found.vectors, give_up)
         found.seeds.append(result)

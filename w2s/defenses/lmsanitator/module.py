@@ -9,6 +9,7 @@ Logged beside CA and ASR (after purging): ``false_alarm_rate`` (clean rows flagg
 triggered row)."""
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Optional
 
 import torch
@@ -46,7 +47,7 @@ class LmsanitatorModule(UnlearnModule):
         self.distance: Optional[float] = None
         self.calibration_source = ""
         self.vectors: Optional[Tensor] = None
-        self.found: Optional[Search] = None
+        self.found: Optional[Search] = None  # its ``scaling`` maps outputs to the vectors' units
         self.max_length = 128  # the data's, once fitting starts: purged texts are tokenized alike
         for stage in EVAL_STAGES:
             self.metrics[f"{stage}_false_alarm_rate"], self.metrics[f"{stage}_detection_rate"] = FlagRate(), FlagRate()
@@ -73,14 +74,15 @@ class LmsanitatorModule(UnlearnModule):
 
         data = self.trainer.datamodule
         texts = [row["text"] for row in data.train][:self.options.lines]
+        options = MiningOptions(seeds=self.options.seeds, lines=len(texts), max_length=data.max_length,
+                                standardise=self.options.standardise)
         if self.options.calibration:
-            self.distance = read_calibration(self.options.calibration)["distance"]
+            self.distance = read_calibration(self.options.calibration, options.standardise)["distance"]
             self.calibration_source = self.options.calibration
         else:
-            self.distance = calibrate_on([self.clean_model], texts, self.options.seeds, data.max_length)
+            self.distance = calibrate_on([self.clean_model], texts, options)
             self.calibration_source = f"calibrated on {self.clean_model}"
-        options = MiningOptions(seeds=self.options.seeds, lines=len(texts), max_length=data.max_length,
-                                distance=self.distance)
+        options = replace(options, distance=self.distance)
         if self.options.mine_on == "victim":
             model, tokenizer = self.model, self.tokenizer
         else:
@@ -100,7 +102,9 @@ class LmsanitatorModule(UnlearnModule):
         """Nothing is flagged before mining (validation while fitting sees the victim as it is)."""
         if self.vectors is None or len(self.vectors) == 0:
             return torch.zeros(len(features), dtype=torch.bool, device=features.device)
-        return flags(features.float(), self.vectors.float(), self.options.agreement)
+        scaling = self.found.scaling if self.found is not None else None
+        features = features.float() if scaling is None else scaling(features.float())
+        return flags(features, self.vectors.float(), self.options.agreement)
 
     def _encode(self, texts: list[str]) -> dict[str, Tensor]:
         encoded = self.tokenizer(texts, padding=True, truncation=True, return_tensors="pt",

@@ -15,7 +15,8 @@ class LmsanitatorOptions:
     --calibrate`` wrote (null: calibrate when the stage runs, on the student's clean pre-trained
     model, ``student.name``); ``agreement``: the sign agreement above which an input is flagged;
     ``seeds`` and ``lines``: the search's seeds and unlabelled defender rows; ``full``: search
-    every seed (more vectors) instead of stopping at the first."""
+    every seed (more vectors) instead of stopping at the first; ``standardise``: search and monitor
+    in units of the clean outputs' spread (``w2s.defenses.lmsanitator.mining``)."""
 
     mine_on: str = "pretrained"
     calibration: Optional[str] = None
@@ -23,6 +24,7 @@ class LmsanitatorOptions:
     seeds: int = 30
     lines: int = 256
     full: bool = False
+    standardise: bool = False
 
     def __post_init__(self):
         if self.mine_on not in MINE_ON:

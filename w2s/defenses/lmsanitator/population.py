@@ -8,6 +8,7 @@ continues: each model and each inspection is written once, atomically."""
 from __future__ import annotations
 
 import json
+import math
 import random
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -68,7 +69,7 @@ def train_member(config: PopulationConfig, member: dict, folder: Path) -> None:
         por_data.setup("fit")
         por = PorModule(StudentSpec(config.base_model), build_attack(attack, por_data.spec),
                         OptimConfig(lr=config.por_lr))
-        _fit(por, por_data, config.epochs, member["seed"])
+        _fit(por, por_data, config.por_epochs, member["seed"])
         por.save_artifact(folder / "pretrained")
         start = str(folder / "pretrained")
     attack = PoisonConfig()  # clean task rows (the attack only shapes evaluation sets, unused here)
@@ -81,9 +82,62 @@ def train_member(config: PopulationConfig, member: dict, folder: Path) -> None:
     module.save_artifact(folder / "model")
 
 
+def backdoor(config: PopulationConfig, member: dict, folder: Path, texts: list[str], options) -> dict:
+    """What a POR member's backdoor does (reported, never used to decide): its classifier's clean
+    accuracy and task-agnostic ASR on ``eval_rows`` test rows (a row is attacked when some trigger
+    changes its prediction), and for each trigger and each of its models (``pretrained``,
+    ``model``) the output that trigger forces on the defender's lines, in the search's units: its
+    distance from the clean outputs and its batch-entropy gap ``ln B - H``. Would the acceptance
+    tests take the real attack vectors?"""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from w2s.attacks.base import InsertionAttack
+    from w2s.data.registry import get_dataset
+    from w2s.defenses.lmsanitator.inspect import load_monitor
+    from w2s.defenses.lmsanitator.mining import prepare_lines
+    from w2s.losses.attack_vectors import batch_entropy
+    from w2s.tokenizers import load_tokenizer
+
+    rng = random.Random(member["seed"])
+    attacks = [InsertionAttack([trigger]) for trigger in member["triggers"]]
+
+    def encoded(tokenizer, batch: list[str]) -> dict:
+        return tokenizer(batch, padding=True, truncation=True, max_length=config.max_length, return_tensors="pt")
+
+    rows = get_dataset(config.dataset).load("test")[:config.eval_rows]
+    classifier = AutoModelForSequenceClassification.from_pretrained(folder / "model").eval()
+    tokenizer = load_tokenizer(str(folder / "model"))
+
+    @torch.no_grad()
+    def predict(batch: list[str]) -> torch.Tensor:
+        return torch.cat([classifier(**encoded(tokenizer, batch[i:i + 64])).logits.argmax(-1)
+                          for i in range(0, len(batch), 64)])
+
+    clean = predict([r.text for r in rows])
+    flipped = torch.zeros(len(rows), dtype=torch.bool)
+    for attack in attacks:
+        flipped |= predict([attack.trigger(r.text, rng).text for r in rows]) != clean
+    out = {"ca": (clean == torch.tensor([r.label for r in rows])).float().mean().item(),
+           "asr": flipped.float().mean().item(), "vectors": {}}
+    lines = [t.strip() for t in texts if t.strip()][:options.lines]
+    for part in ("pretrained", "model"):
+        monitor, tokenizer = load_monitor(str(folder / part))
+        reference = prepare_lines(lines, tokenizer, monitor, options).clean  # fits the search's scaling
+        found = []
+        for trigger, attack in zip(member["triggers"], attacks):
+            triggered = encoded(tokenizer, [attack.trigger(line, rng).text for line in lines])
+            o = monitor.of_ids(triggered["input_ids"], triggered["attention_mask"])
+            batches = o[:len(o) // options.batch_size * options.batch_size].split(options.batch_size)
+            gap = math.log(options.batch_size) - torch.stack([batch_entropy(b) for b in batches]).mean().item()
+            found.append({"trigger": trigger, "distance": (o - reference).pow(2).mean().item(), "entropy_gap": gap})
+        out["vectors"][part] = found
+    return out
+
+
 def run_population(config: PopulationConfig, progress=print) -> dict:
     """Train what is missing, calibrate, inspect every model; write and return the report."""
-    from w2s.defenses.lmsanitator.inspect import calibrate, defender_texts, inspect
+    from w2s.defenses.lmsanitator.inspect import calibrate, defender_texts, inspect, read_calibration
     from w2s.defenses.lmsanitator.mining import MiningOptions
 
     out = Path(config.output)
@@ -96,14 +150,15 @@ def run_population(config: PopulationConfig, progress=print) -> dict:
         if not (folder / "model").is_dir():
             progress(f"w2s: {member['name']}: training")
             train_member(config, member, folder)
-    options = MiningOptions(seeds=config.seeds, lines=config.lines, max_length=config.max_length)
+    options = MiningOptions(seeds=config.seeds, lines=config.lines, max_length=config.max_length,
+                            standardise=config.standardise)
     texts = defender_texts(config.dataset, config.lines)
     calibration_file = out / "calibration.json"
     if not calibration_file.exists():
         progress("w2s: calibrating on the calibration models")
         calibrate([str(out / "models" / m["name"] / "model") for m in members(config) if m["kind"] == "calibration"],
                   texts, options, calibration_file)
-    distance = json.loads(calibration_file.read_text())["distance"]
+    distance = read_calibration(calibration_file, config.standardise)["distance"]
     rows = []
     for member in members(config):
         if member["kind"] == "calibration":
@@ -116,9 +171,20 @@ def run_population(config: PopulationConfig, progress=print) -> dict:
                 write_json(path, inspect(str(out / "models" / member["name"] / part), texts,
                                           replace(options, distance=distance)))
             result = json.loads(path.read_text())
+            farthest = max(result["seeds"], key=lambda s: s["distance"])
             rows.append({"model": f"{member['name']}/{part}", "kind": kind, "backdoored": result["backdoored"],
                          "seeds_tried": result["seeds_tried"], "seconds": result["seconds"],
-                         "triggers": member.get("triggers")})
+                         "triggers": member.get("triggers"), "reached": farthest["distance"],
+                         "reached_gap": math.log(options.batch_size) - farthest["entropy"]})
+        if member["kind"] == "por":
+            path = out / "inspections" / f"{member['name']}-backdoor.json"
+            if not path.exists():
+                progress(f"w2s: {member['name']}: measuring its backdoor")
+                write_json(path, backdoor(config, member, out / "models" / member["name"], texts, options))
+            effect = json.loads(path.read_text())
+            for row in rows[-2:]:
+                row |= {"ca": effect["ca"], "asr": effect["asr"],
+                        "vectors": effect["vectors"][row["model"].rsplit("/", 1)[1]]}
     report = summarise(rows, distance)
     write_json(out / "report.json", report)
     (out / "report.md").write_text(markdown(report))
@@ -128,11 +194,13 @@ def run_population(config: PopulationConfig, progress=print) -> dict:
 def summarise(rows: list[dict], distance: float) -> dict:
     """Detection accuracy over the clean and POR models, TPR (POR detected), FPR (clean flagged),
     the negative control's verdict, the seconds per model."""
+    from w2s.defenses.lmsanitator.mining import MiningOptions
+
     clean = [r for r in rows if r["kind"] == "clean"]
     por = [r for r in rows if r["kind"] == "por"]
     judged = clean + por
     correct = sum(r["backdoored"] for r in por) + sum(not r["backdoored"] for r in clean)
-    return {"distance": distance, "models": rows,
+    return {"distance": distance, "entropy_slack": MiningOptions().entropy_slack, "models": rows,
             "accuracy": correct / len(judged), "tpr": sum(r["backdoored"] for r in por) / len(por),
             "fpr": sum(r["backdoored"] for r in clean) / len(clean),
             "por_pretrained_tpr": _share([r for r in rows if r["kind"] == "por-pretrained"]),
@@ -148,10 +216,19 @@ def markdown(report: dict) -> str:
     def share(value):
         return "n/a" if value is None else f"{value:.2f}"
 
-    lines = [f"Distance threshold {report['distance']:.4g} (calibrated on the calibration models).", "",
-             "| model | kind | verdict | seeds | seconds | POR triggers |", "|---|---|---|---|---|---|"]
+    def vectors(row):
+        return " ".join(f"{v['trigger']} {v['distance']:.3g}/{v['entropy_gap']:.3f}" for v in row.get("vectors", []))
+
+    def number(row, key):
+        return f"{row[key]:.2f}" if key in row else ""
+
+    lines = [f"Distance threshold {report['distance']:.4g} (calibrated on the calibration models); a vector is "
+             f"input-agnostic when its entropy gap ln B - H is below {report['entropy_slack']}.", "",
+             "| model | kind | verdict | seeds | seconds | farthest search: distance/gap | CA | ASR | "
+             "real triggers: distance/gap |", "|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r['model']} | {r['kind']} | {'backdoored' if r['backdoored'] else 'clean'} | {r['seeds_tried']} | "
-              f"{r['seconds']:.0f} | {' '.join(r['triggers'] or [])} |" for r in report["models"]]
+              f"{r['seconds']:.0f} | {r['reached']:.3g}/{r['reached_gap']:.3f} | {number(r, 'ca')} | "
+              f"{number(r, 'asr')} | {vectors(r)} |" for r in report["models"]]
     lines += ["", f"Detection accuracy {report['accuracy']:.2f}, TPR {report['tpr']:.2f}, FPR {report['fpr']:.2f} "
               f"(fine-tuned models); POR pre-trained models detected: {share(report['por_pretrained_tpr'])}; "
               f"BadNet negative control flagged: {share(report['negative_control_flagged'])}; "
