@@ -6,7 +6,7 @@ from typing import Optional
 
 from torch import Tensor
 
-from students.pooling import pool, read_index
+from students.pooling import pool, prompted_mask, read_index
 
 
 def model_inputs(input_ids: Tensor, attention_mask: Tensor, decoder: bool) -> dict[str, Tensor]:
@@ -43,5 +43,6 @@ def forward_with_features(model, input_ids: Tensor, attention_mask: Tensor, deco
         raise ValueError(f"layer {layer} does not exist: the model has {len(out.hidden_states)} hidden states "
                          f"(embeddings and {len(out.hidden_states) - 1} layers)")
     hidden = out.hidden_states[layer]
-    return StudentOutput(out.logits, hidden, pool(hidden, attention_mask, decoder), read_index(attention_mask, decoder),
+    mask = prompted_mask(hidden, attention_mask)
+    return StudentOutput(out.logits, hidden, pool(hidden, mask, decoder), read_index(mask, decoder),
                          out.attentions if attentions else None)

@@ -22,8 +22,21 @@ def read_index(attention_mask: Tensor, decoder: bool) -> Tensor:
     return last_token_index(attention_mask) if decoder else first_token_index(attention_mask)
 
 
+def prompted_mask(hidden: Tensor, attention_mask: Tensor) -> Tensor:
+    """The attention mask of ``hidden`` ``(B, L + P, H)``, where a soft prompt (peft's prompt
+    tuning) put ``P`` virtual tokens before the ``L`` positions of ``attention_mask``; unchanged
+    when ``P`` is 0."""
+    extra = hidden.shape[1] - attention_mask.shape[1]
+    if extra <= 0:
+        return attention_mask
+    return torch.cat([attention_mask.new_ones(attention_mask.shape[0], extra), attention_mask], dim=1)
+
+
 def pool(hidden: Tensor, attention_mask: Tensor, decoder: bool) -> Tensor:
-    """``(B, L, H), (B, L) -> (B, H)``: the state at :func:`read_index`."""
+    """``(B, L, H), (B, L) -> (B, H)``: the state at :func:`read_index` (behind a soft prompt's
+    virtual tokens, :func:`prompted_mask`: for an encoder the first virtual token, which a
+    prompt-tuned classifier reads)."""
+    attention_mask = prompted_mask(hidden, attention_mask)
     return hidden[torch.arange(hidden.shape[0], device=hidden.device), read_index(attention_mask, decoder)]
 
 

@@ -23,6 +23,8 @@ CASES = [  # (extra arguments, YAML appended to the config, what the line must s
     (["--defenses.w2s.objective.fa_pool=max"], "", "defenses.w2s: unknown fa_pool 'max'"),
     (["--defenses.w2s.method=nope"], "", "defenses.w2s: unknown defense 'nope'"),
     (["--defenses.w2s.lora.r=0"], "", "defenses.w2s: LoRA rank r must be >= 1"),
+    ([], "defenses:\n  lmsanitator: {options: {victim: adapter}}\n", "unknown lmsanitator victim 'adapter'"),
+    ([], "defenses:\n  lmsanitator: {options: {victim: prompt, prompt_tokens: 0}}\n", "prompt_tokens must be >= 1"),
     (["--wandb.mode", "sometimes"], "", "unknown wandb.mode"),
     (["--trainer.devices", "0"], "", "trainer.devices and trainer.num_nodes must be >= 1"),
     (["--trainer.devices", "2", "--trainer.strategy", "deepspeed"], "", "a pipeline in several processes runs under"),

@@ -179,17 +179,21 @@ def test_the_filter_runs_in_the_pipeline_on_a_por_victim(models, task, tmp_path,
     entries = (f"defenses:\n  lora: {{epochs: 1, lora: {{r: 4}}}}\n"
                f"  lmsanitator: {{epochs: 1, lora: {{r: 4}}, options: {{{search}}}}}\n"
                f"  lmsanitator-victim: {{method: lmsanitator, epochs: 1, lora: {{r: 4}}, "
-               f"options: {{{search}, mine_on: victim, agreement: 0.5}}}}\n")
+               f"options: {{{search}, mine_on: victim, agreement: 0.5}}}}\n"
+               f"  lmsanitator-prompt: {{method: lmsanitator, epochs: 1, lr: 1.0e-2, "
+               f"options: {{{search}, victim: prompt, prompt_tokens: 4, mine_on: victim}}}}\n")
     config = write_config(tmp_path, task, defenses=entries)
     assert run(config, models, tmp_path / "runs", *por) == 0
     out = capsys.readouterr().out
     rows = {r["defense"]: r for r in csv.DictReader(open(tmp_path / "runs" / "tiny" / "results.csv"))}
-    for name in ("lmsanitator", "lmsanitator-victim"):
+    for name in ("lmsanitator", "lmsanitator-victim", "lmsanitator-prompt"):
         assert 0 <= float(rows[name]["false_alarm_rate"]) <= 1 and 0 <= float(rows[name]["detection_rate"]) <= 1
         info = load_manifest(tmp_path / "runs" / "tiny" / "defenses" / name)["info"]
         assert info["seeds_tried"] >= 1 and info["distance"] > 0 and info["calibration"].startswith("calibrated on")
         assert f"filter ({name}):" in out
     assert rows["lora"]["false_alarm_rate"] == ""                               # only filters have flag rates
+    prompt, lora = (int(rows[name]["trainable_params"]) for name in ("lmsanitator-prompt", "lmsanitator"))
+    assert 0 < prompt < lora                                                    # a prompt and the head, model frozen
     assert "mined on the pretrained model" in out and "mined on the victim model" in out
 
 

@@ -54,6 +54,25 @@ def test_lora_defaults_train_only_adapters_and_head(models, kind, targets):
     assert {n.split(".lora_")[0].rsplit(".", 1)[-1] for n in trainable if "lora_" in n} == targets
 
 
+@pytest.mark.parametrize("kind", ["llama", "bert"])
+def test_a_soft_prompt_trains_alone_with_the_head_and_its_victim_is_pooled_behind_it(models, kind):
+    from students.prompt import attach_prompt
+
+    model, tok = build_student(StudentSpec(models[kind]), num_labels=2)
+    model = attach_prompt(model, tokens=5).eval()
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all("prompt_encoder" in n or "score" in n or "classifier" in n for n in trainable)
+    decoder = is_decoder(model.config)
+    batch = tok(["good", "the plot was really quite bad and dull"], padding=True, return_tensors="pt")
+    out = forward_with_features(model, batch["input_ids"], batch["attention_mask"], decoder)
+    assert out.hidden.shape[1] == batch["input_ids"].shape[1] + 5                 # the virtual tokens come first
+    assert out.read_index.tolist() == ([out.hidden.shape[1] - 1] * 2 if decoder else [0, 0])
+    if decoder:                                                                   # the head reads the pooled state
+        torch.testing.assert_close(out.logits, model.base_model.score(out.features), atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="at least 1 virtual token"):
+        attach_prompt(build_student(StudentSpec(models[kind]), num_labels=2)[0], tokens=0)
+
+
 def test_student_validation(models):
     with pytest.raises(ValueError, match="LoRA rank"):
         LoraSpec(r=0)

@@ -1,8 +1,9 @@
-"""LMSanitator's filter as a LightningModule: the victim fine-tunes with LoRA on the defender's
-rows (cross-entropy, as the undefended ``lora`` victim does); when fitting ends, attack vectors are
-mined (``mining``) on the pre-trained model it started from or on the victim itself; at test
-time every input's monitored output is checked against them, a flagged input is purged word by
-word until the flag clears (``monitor``), and the prediction is made on the purged text.
+"""LMSanitator's filter as a LightningModule: the victim fine-tunes with LoRA, or tunes a soft
+prompt on the frozen model, on the defender's rows (cross-entropy, as the undefended ``lora``
+victim does); when fitting ends, attack vectors are mined (``mining``) on the pre-trained model
+it started from or on the victim itself; at test time every input's monitored output is checked
+against them, a flagged input is purged word by word until the flag clears (``monitor``), and
+the prediction is made on the purged text.
 
 Logged beside CA and ASR (after purging): ``false_alarm_rate`` (clean rows flagged),
 ``detection_rate`` (triggered rows flagged) and ``purge_passes`` (forward passes per flagged
@@ -52,6 +53,15 @@ class LmsanitatorModule(UnlearnModule):
         for stage in EVAL_STAGES:
             self.metrics[f"{stage}_false_alarm_rate"], self.metrics[f"{stage}_detection_rate"] = FlagRate(), FlagRate()
             self.metrics[f"{stage}_purge_passes"] = MeanMetric()
+
+    def build_model(self) -> None:
+        """The victim: LoRA (``UnlearnModule``), or a soft prompt and the head on the frozen model."""
+        if self.options.victim == "lora":
+            return super().build_model()
+        from students.prompt import attach_prompt
+
+        self.build(self.spec, self.num_labels, None)
+        self.model = attach_prompt(self.model, self.options.prompt_tokens)
 
     def on_fit_start(self) -> None:
         super().on_fit_start()
