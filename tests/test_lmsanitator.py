@@ -186,11 +186,14 @@ def test_the_filter_runs_in_the_pipeline_on_a_por_victim(models, task, tmp_path,
     assert run(config, models, tmp_path / "runs", *por) == 0
     out = capsys.readouterr().out
     rows = {r["defense"]: r for r in csv.DictReader(open(tmp_path / "runs" / "tiny" / "results.csv"))}
+    sources = []
     for name in ("lmsanitator", "lmsanitator-victim", "lmsanitator-prompt"):
         assert 0 <= float(rows[name]["false_alarm_rate"]) <= 1 and 0 <= float(rows[name]["detection_rate"]) <= 1
         info = load_manifest(tmp_path / "runs" / "tiny" / "defenses" / name)["info"]
         assert info["seeds_tried"] >= 1 and info["distance"] > 0 and info["calibration"].startswith("calibrated on")
         assert f"filter ({name}):" in out
+        sources.append(info["calibration"])
+    assert sum("kept in" in source for source in sources) == 2                   # calibrated once, then found again
     assert rows["lora"]["false_alarm_rate"] == ""                               # only filters have flag rates
     prompt, lora = (int(rows[name]["trainable_params"]) for name in ("lmsanitator-prompt", "lmsanitator"))
     assert 0 < prompt < lora                                                    # a prompt and the head, model frozen

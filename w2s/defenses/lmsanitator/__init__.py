@@ -4,6 +4,8 @@ monitoring and purging (``monitor``), options, LightningModule (``module``, load
 and registration (here) live together."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from w2s.defenses.base import Defense, register_defense
 from w2s.defenses.filters import FLAG_RATES  # noqa: F401 (the columns its module logs)
 from w2s.defenses.lmsanitator.options import LmsanitatorOptions
@@ -41,7 +43,8 @@ class Lmsanitator(Defense):
         pretrained = context.poisoned.parent / "pretrained"  # POR's poisoned pre-trained model, before the head
         module = LmsanitatorModule(student, stage.lora, data.num_labels, stage.optim(),
                                    context.config.attack.target_label, options, context.config.student.name,
-                                   str(pretrained if pretrained.is_dir() else context.poisoned))
+                                   str(pretrained if pretrained.is_dir() else context.poisoned),
+                                   str(Path(context.run.folder).parent.parent / "lmsanitator-calibrations"))
         context.fit_and_test(module, stage, data)
         found = module.found
         context.run.info.update(vectors_found=len(found.vectors), seeds_tried=len(found.seeds),

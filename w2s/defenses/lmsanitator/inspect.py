@@ -8,6 +8,7 @@ import math
 from dataclasses import asdict, replace
 from pathlib import Path
 
+from w2s.artifacts import write_json
 from w2s.defenses.lmsanitator.mining import (MiningOptions, Monitor, Search, calibrate_distance, nearest_tokens,
                                              prepare_lines, search)
 
@@ -80,8 +81,7 @@ def calibrate(models: list[str], texts: list[str], options: MiningOptions, outpu
     calibration = {"format": CALIBRATION, "distance": calibrate_distance(searches, margin), "margin": margin,
                    "models": models, "reached": [max(s.distance for s in found.seeds) for found in searches],
                    "options": asdict(replace(options, distance=None))}
-    Path(output).parent.mkdir(parents=True, exist_ok=True)
-    Path(output).write_text(json.dumps(calibration, indent=1) + "\n")
+    write_json(output, calibration)
     return calibration
 
 

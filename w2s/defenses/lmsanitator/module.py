@@ -10,7 +10,8 @@ Logged beside CA and ASR (after purging): ``false_alarm_rate`` (clean rows flagg
 triggered row)."""
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import asdict, replace
+from pathlib import Path
 from typing import Optional
 
 import torch
@@ -36,15 +37,18 @@ class LmsanitatorModule(UnlearnModule):
         clean_model: the clean pre-trained model the distance threshold is calibrated on when
             ``options.calibration`` is not given.
         pretrained: the folder of the pre-trained model mined when ``options.mine_on`` is ``pretrained``.
+        calibrations: a folder where a threshold calibrated here is kept and found again (by the
+            clean model, the search's settings and the texts), so stages alike calibrate once.
     The search inserts its trigger into the defender's training rows (their labels unread).
     """
 
     def __init__(self, student: StudentSpec = StudentSpec(), lora: LoraSpec = LoraSpec(r=16), num_labels: int = 2,
                  optim: OptimConfig = OptimConfig(lr=2e-4), target_label: int = 0,
                  options: LmsanitatorOptions = LmsanitatorOptions(), clean_model: Optional[str] = None,
-                 pretrained: Optional[str] = None):
+                 pretrained: Optional[str] = None, calibrations: Optional[str] = None):
         super().__init__(student, None, lora, num_labels=num_labels, optim=optim, target_label=target_label)
         self.options, self.clean_model, self.pretrained = options, clean_model, pretrained
+        self.calibrations = calibrations
         self.distance: Optional[float] = None
         self.calibration_source = ""
         self.vectors: Optional[Tensor] = None
@@ -80,17 +84,24 @@ class LmsanitatorModule(UnlearnModule):
 
     def mine(self) -> Tensor:
         """``(K, H)`` the attack vectors found (K = 0: none), at the calibrated distance threshold."""
-        from w2s.defenses.lmsanitator.inspect import calibrate_on, read_calibration
+        from w2s.defenses.lmsanitator.inspect import calibrate, calibrate_on, read_calibration
+        from w2s.pipeline.runs import fingerprint
 
         data = self.trainer.datamodule
         texts = [row["text"] for row in data.train][:self.options.lines]
         options = MiningOptions(seeds=self.options.seeds, lines=len(texts), max_length=data.max_length,
                                 standardise=self.options.standardise)
+        cached = None if self.calibrations is None else \
+            Path(self.calibrations) / f"{fingerprint([self.clean_model, asdict(options), texts])}.json"
         if self.options.calibration:
             self.distance = read_calibration(self.options.calibration, options.standardise)["distance"]
             self.calibration_source = self.options.calibration
+        elif cached is not None and cached.is_file():
+            self.distance = read_calibration(cached, options.standardise)["distance"]
+            self.calibration_source = f"calibrated on {self.clean_model} (kept in {cached})"
         else:
-            self.distance = calibrate_on([self.clean_model], texts, options)
+            self.distance = (calibrate([self.clean_model], texts, options, cached)["distance"] if cached is not None
+                             else calibrate_on([self.clean_model], texts, options))
             self.calibration_source = f"calibrated on {self.clean_model}"
         options = replace(options, distance=self.distance)
         if self.options.mine_on == "victim":
