@@ -123,6 +123,9 @@ def test_inspect_calibrates_then_judges_and_refuses_bad_input(models, task, tmp_
     assert main(["inspect", models["bert"], models["llama"], "--calibration", str(calibration), "--json", *small]) == 0
     bert, llama = json.loads(capsys.readouterr().out)
     assert not bert["backdoored"] and bert["seeds_tried"] == 2 and llama["model"] == models["llama"]
+    assert main(["inspect", models["bert"], "--calibration", str(calibration), "--triggers", "movie", "zq", *small]) == 0
+    planted = capsys.readouterr().out
+    assert "planted trigger 'movie'" in planted and "planted trigger 'zq'" in planted and "entropy gap" in planted
 
     from transformers import T5Config, T5Model
 

@@ -254,19 +254,21 @@ INSPECTORS = ("lmsanitator",)
 def inspect_models(models: list[str], method: str = "lmsanitator", dataset: str = "sst2",
                    calibration: Optional[str] = None, calibrate: Optional[str] = None, seeds: int = 30,
                    lines: int = 256, max_length: int = 64, full: bool = False, standardise: bool = False,
-                   json: bool = False) -> None:
+                   triggers: Optional[list[str]] = None, json: bool = False) -> None:
     """Does a pre-trained (or fine-tuned) model carry a task-agnostic backdoor? LMSanitator mines
     attack vectors on the frozen model with the defender's unlabelled texts (DATASET's train
     texts, labels never read) and gives the verdict, each vector found, its inverted trigger's
     nearest tokens and the time taken; exit 0 either way. The distance threshold comes from
     --calibration FILE, written by --calibrate FILE on clean models; --full searches every seed
     instead of stopping at the first vector; --standardise searches in units of the clean outputs'
-    spread (a calibration holds the units it was made in)."""
+    spread (a calibration holds the units it was made in); --triggers WORD... (for a researcher who
+    planted them; reported, never used to decide) adds the vector each forces, with its distance
+    and entropy gap."""
     import json as json_module
     from dataclasses import replace
 
     from w2s.defenses.lmsanitator.inspect import calibrate as run_calibration, defender_texts, inspect, \
-        read_calibration
+        planted_vectors, read_calibration
     from w2s.defenses.lmsanitator.mining import MiningOptions
 
     if method not in INSPECTORS:
@@ -284,11 +286,15 @@ def inspect_models(models: list[str], method: str = "lmsanitator", dataset: str 
         return
     options = replace(options, distance=read_calibration(calibration, standardise)["distance"])
     results = [inspect(name, texts, options, first_only=not full) for name in models]
+    for result in results:
+        result["planted"] = planted_vectors(result["model"], texts, triggers, options) if triggers else []
     _report(results, json, lambda r: [
         f"{r['model']}: {'BACKDOORED' if r['backdoored'] else 'no attack vector found'} ({r['seeds_tried']} seeds, "
         f"{r['seconds']:.0f} s; threshold {r['distance_threshold']:.4g})"] + [
         f"  vector from seed {v['seed']}: MSE from clean {v['distance']:.4g}, entropy {v['entropy']:.3f}; "
-        f"trigger's nearest tokens {' '.join(t[0] for t in v['nearest_tokens'])}" for v in r["vectors"]])
+        f"trigger's nearest tokens {' '.join(t[0] for t in v['nearest_tokens'])}" for v in r["vectors"]] + [
+        f"  planted trigger {p['trigger']!r} (reported only): MSE from clean {p['distance']:.4g}, entropy gap "
+        f"{p['entropy_gap']:.3f}" for p in r["planted"]])
 
 
 def inspect_population(population: PopulationConfig) -> None:
@@ -367,6 +373,8 @@ def build_parser() -> ArgumentParser:
         inspector.add_argument(f"--{name}", type=kind, default=default)
     inspector.add_argument("--full", action="store_true", help="search every seed")
     inspector.add_argument("--standardise", action="store_true", help="search in units of the clean outputs' spread")
+    inspector.add_argument("--triggers", type=str, nargs="+", default=None,
+                           help="words you planted: the vectors they force, reported only")
     inspector.add_argument("--json", action="store_true", help="one JSON list, for scripts")
     commands.add_subcommand("inspect", inspector)
     population = _parser(description=inspect_population.__doc__)

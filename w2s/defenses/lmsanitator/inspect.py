@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import math
+import random
 from dataclasses import asdict, replace
 from pathlib import Path
 
 from w2s.artifacts import write_json
 from w2s.defenses.lmsanitator.mining import (MiningOptions, Monitor, Search, calibrate_distance, nearest_tokens,
-                                             prepare_lines, search)
+                                             prepare_lines, right_padded, search)
+from w2s.losses.attack_vectors import batch_entropy
 
 CALIBRATION = "w2s-lmsanitator-calibration/1"
 
@@ -83,6 +85,29 @@ def calibrate(models: list[str], texts: list[str], options: MiningOptions, outpu
                    "options": asdict(replace(options, distance=None))}
     write_json(output, calibration)
     return calibration
+
+
+def planted_vectors(name: str, texts: list[str], triggers: list[str], options: MiningOptions, seed: int = 0) -> list[dict]:
+    """For a researcher who planted ``triggers`` in model ``name`` (reported, never used to decide):
+    the output each forces on the defender's lines (inserted before a random word), in the
+    search's units, with its distance from the clean outputs and its batch-entropy gap
+    ``ln B - H``. Would the acceptance tests take the real attack vector?"""
+    import torch
+
+    from w2s.attacks.base import InsertionAttack
+
+    monitor, tokenizer = load_monitor(name)
+    lines = [t.strip() for t in texts if t.strip()][:options.lines]
+    reference = prepare_lines(lines, tokenizer, monitor, options).clean  # fits the search's scaling
+    rng, found = random.Random(seed), []
+    for trigger in triggers:
+        rows = [tokenizer(InsertionAttack([trigger]).trigger(line, rng).text, truncation=True,
+                          max_length=options.max_length)["input_ids"] for line in lines]
+        o = monitor.of_ids(*right_padded(rows, tokenizer))
+        batches = o[:len(o) // options.batch_size * options.batch_size].split(options.batch_size)
+        gap = math.log(options.batch_size) - torch.stack([batch_entropy(b) for b in batches]).mean().item()
+        found.append({"trigger": trigger, "distance": (o - reference).pow(2).mean().item(), "entropy_gap": gap})
+    return found
 
 
 def inspect(name: str, texts: list[str], options: MiningOptions, first_only: bool = True) -> dict:

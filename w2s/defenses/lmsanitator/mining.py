@@ -139,6 +139,14 @@ def search_model(model, decoder: bool, texts: list[str], tokenizer, options: Min
         model.train(training)
 
 
+def right_padded(rows: list[list[int]], tokenizer) -> tuple[Tensor, Tensor]:
+    """``(ids, mask)`` ``(N, L)`` of token-id rows padded on the right (the monitor's layout)."""
+    width = max(map(len, rows))
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    return (torch.tensor([r + [pad] * (width - len(r)) for r in rows]),
+            torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows]))
+
+
 def prepare_lines(texts: list[str], tokenizer, monitor: Monitor, options: MiningOptions, seed: int = 0) -> Lines:
     """The first ``options.lines`` non-empty texts, each with the slots inserted before word
     1..min(``max_word``, words) (the tokenizer's words; a slow tokenizer: before token 1..).
@@ -161,15 +169,9 @@ def prepare_lines(texts: list[str], tokenizer, monitor: Monitor, options: Mining
         clean_rows.append(ids)
         slots.append(list(range(at, at + options.trigger_length)))
 
-    def padded(batch: list[list[int]]) -> tuple[Tensor, Tensor]:
-        width = max(map(len, batch))
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        return (torch.tensor([r + [pad] * (width - len(r)) for r in batch]),
-                torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in batch]))
-
-    ids, mask = padded(rows)
+    ids, mask = right_padded(rows, tokenizer)
     monitor.scaling = None
-    clean = monitor.of_ids(*padded(clean_rows))
+    clean = monitor.of_ids(*right_padded(clean_rows, tokenizer))
     if options.standardise:
         monitor.scaling = Scaling.fit(clean)
         clean = monitor.scaling(clean)

@@ -85,18 +85,14 @@ def train_member(config: PopulationConfig, member: dict, folder: Path) -> None:
 def backdoor(config: PopulationConfig, member: dict, folder: Path, texts: list[str], options) -> dict:
     """What a POR member's backdoor does (reported, never used to decide): its classifier's clean
     accuracy and task-agnostic ASR on ``eval_rows`` test rows (a row is attacked when some trigger
-    changes its prediction), and for each trigger and each of its models (``pretrained``,
-    ``model``) the output that trigger forces on the defender's lines, in the search's units: its
-    distance from the clean outputs and its batch-entropy gap ``ln B - H``. Would the acceptance
-    tests take the real attack vectors?"""
+    changes its prediction), and the vectors its triggers force on each of its models
+    (``pretrained``, ``model``; ``inspect.planted_vectors``)."""
     import torch
     from transformers import AutoModelForSequenceClassification
 
     from w2s.attacks.base import InsertionAttack
     from w2s.data.registry import get_dataset
-    from w2s.defenses.lmsanitator.inspect import load_monitor
-    from w2s.defenses.lmsanitator.mining import prepare_lines
-    from w2s.losses.attack_vectors import batch_entropy
+    from w2s.defenses.lmsanitator.inspect import planted_vectors
     from w2s.tokenizers import load_tokenizer
 
     rng = random.Random(member["seed"])
@@ -118,21 +114,10 @@ def backdoor(config: PopulationConfig, member: dict, folder: Path, texts: list[s
     flipped = torch.zeros(len(rows), dtype=torch.bool)
     for attack in attacks:
         flipped |= predict([attack.trigger(r.text, rng).text for r in rows]) != clean
-    out = {"ca": (clean == torch.tensor([r.label for r in rows])).float().mean().item(),
-           "asr": flipped.float().mean().item(), "vectors": {}}
-    lines = [t.strip() for t in texts if t.strip()][:options.lines]
-    for part in ("pretrained", "model"):
-        monitor, tokenizer = load_monitor(str(folder / part))
-        reference = prepare_lines(lines, tokenizer, monitor, options).clean  # fits the search's scaling
-        found = []
-        for trigger, attack in zip(member["triggers"], attacks):
-            triggered = encoded(tokenizer, [attack.trigger(line, rng).text for line in lines])
-            o = monitor.of_ids(triggered["input_ids"], triggered["attention_mask"])
-            batches = o[:len(o) // options.batch_size * options.batch_size].split(options.batch_size)
-            gap = math.log(options.batch_size) - torch.stack([batch_entropy(b) for b in batches]).mean().item()
-            found.append({"trigger": trigger, "distance": (o - reference).pow(2).mean().item(), "entropy_gap": gap})
-        out["vectors"][part] = found
-    return out
+    return {"ca": (clean == torch.tensor([r.label for r in rows])).float().mean().item(),
+            "asr": flipped.float().mean().item(),
+            "vectors": {part: planted_vectors(str(folder / part), texts, member["triggers"], options, member["seed"])
+                        for part in ("pretrained", "model")}}
 
 
 def run_population(config: PopulationConfig, progress=print) -> dict:
@@ -182,7 +167,7 @@ def run_population(config: PopulationConfig, progress=print) -> dict:
                 progress(f"w2s: {member['name']}: measuring its backdoor")
                 write_json(path, backdoor(config, member, out / "models" / member["name"], texts, options))
             effect = json.loads(path.read_text())
-            for row in rows[-2:]:
+            for row in rows[-len(targets):]:  # this member's rows, one per part
                 row |= {"ca": effect["ca"], "asr": effect["asr"],
                         "vectors": effect["vectors"][row["model"].rsplit("/", 1)[1]]}
     report = summarise(rows, distance)
