@@ -1,7 +1,9 @@
-"""Settings as plain JSON values (manifests, stage keys, ``--print_config``)."""
+"""Settings as plain JSON values (manifests, stage keys, ``--print_config``), and their hash."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -17,3 +19,9 @@ def to_jsonable(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     return value
+
+
+def fingerprint(value: Any) -> str:
+    """A stable hash of a JSON-able description (a stage's inputs, a kept calibration's)."""
+    text = json.dumps(to_jsonable(value), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -11,7 +11,8 @@ from w2s.data.registry import dataset_name, get_dataset
 from w2s.pipeline import stages
 from w2s.pipeline.context import PipelineContext
 from w2s.pipeline.report import markdown, notes, result_rows, write_report
-from w2s.pipeline.runs import fingerprint, load_manifest, stage
+from w2s.config.jsonable import fingerprint
+from w2s.pipeline.runs import load_manifest, stage
 from w2s.pipeline.tracking import log_results, tracking_run
 from w2s.pipeline.validate import dataset_key, validate
 

@@ -21,7 +21,7 @@ from filelock import FileLock, Timeout
 
 from w2s import distributed
 from w2s.artifacts import atomic_folder
-from w2s.config.jsonable import to_jsonable
+from w2s.config.jsonable import fingerprint, to_jsonable
 
 MANIFEST = "manifest.json"
 PACKAGES = ("w2s", "torch", "transformers", "peft", "pytorch-lightning", "bitsandbytes", "datasets")
@@ -39,12 +39,6 @@ def code_version() -> str:
     for path in sorted(p for package in SOURCE_PACKAGES for p in (root / package).rglob("*.py")):
         digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
     return f"{w2s.__version__}+{digest.hexdigest()[:12]}"
-
-
-def fingerprint(value: Any) -> str:
-    """A stable hash of a JSON-able description of a stage's inputs."""
-    text = json.dumps(to_jsonable(value), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def versions() -> dict[str, str]:

@@ -26,7 +26,7 @@ from w2s.metrics.specs import columns as metric_columns
 from w2s.pipeline.report import numeric
 from w2s.config.jsonable import to_jsonable
 from w2s.pipeline.load import load_config
-from w2s.pipeline.runs import fingerprint
+from w2s.config.jsonable import fingerprint
 from w2s.sweeps.report import trial_rows, write_trials
 from w2s.sweeps.seeds import SEED, over_seeds, write_seeds
 from w2s.sweeps.spec import SweepError, SweepSpec, load_sweep

@@ -10,9 +10,7 @@ Logged beside CA and ASR (after purging): ``false_alarm_rate`` (clean rows flagg
 triggered row)."""
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
@@ -86,15 +84,15 @@ class LmsanitatorModule(UnlearnModule):
 
     def mine(self) -> Tensor:
         """``(K, H)`` the attack vectors found (K = 0: none), at the calibrated distance threshold."""
+        from w2s.config.jsonable import fingerprint
         from w2s.defenses.lmsanitator.inspect import calibrate, calibrate_on, read_calibration
 
         data = self.trainer.datamodule
         texts = [row["text"] for row in data.train][:self.options.lines]
         options = MiningOptions(seeds=self.options.seeds, lines=len(texts), max_length=data.max_length,
                                 standardise=self.options.standardise)
-        key = json.dumps([self.clean_model, asdict(options), texts], sort_keys=True, separators=(",", ":"))
         cached = None if self.calibrations is None else \
-            Path(self.calibrations) / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+            Path(self.calibrations) / f"{fingerprint([self.clean_model, options, texts])}.json"
         if self.options.calibration:
             self.distance = read_calibration(self.options.calibration, options.standardise)["distance"]
             self.calibration_source = self.options.calibration
