@@ -16,10 +16,11 @@ def attach_lora(model, spec: LoraSpec):
     return get_peft_model(model, config)
 
 
-def load_adapter(model, adapter: str):
+def load_adapter(model, adapter: str, trainable: bool = False):
     """``model`` with a saved LoRA adapter (a folder or hub id) on it. A local adapter must be
     safetensors (a pickled ``adapter_model.bin`` can run code when it is loaded), and one made
-    for another base model (other shapes) is refused in one line."""
+    for another base model (other shapes) is refused in one line. ``trainable``: its weights
+    require gradients (else peft's inference mode)."""
     from peft import PeftModel
 
     folder = Path(adapter).expanduser()
@@ -27,7 +28,7 @@ def load_adapter(model, adapter: str):
         raise ValueError(f"adapter: {adapter} holds no adapter_model.safetensors (pickled adapters are refused: "
                          f"loading them can run code)")
     try:
-        return PeftModel.from_pretrained(model, adapter)
+        return PeftModel.from_pretrained(model, adapter, is_trainable=trainable)
     except RuntimeError as err:
         if "size mismatch" not in str(err):
             raise

@@ -44,10 +44,10 @@ def same(a, b):
 
 
 def test_registry_names_and_unknown_names():
-    assert set(DEFENSES) == {"lora", "w2s", "w2s+obliviate", "obliviate", "kd", "fa", "fine-mixing", "psim",
+    assert set(DEFENSES) == {"lora", "w2s", "edit", "w2s+obliviate", "obliviate", "kd", "fa", "fine-mixing", "psim",
                              "peftguard", "lmsanitator"}
     assert all(d.summary for d in DEFENSES.values())
-    with pytest.raises(ValueError, match=r"defenses.nope: unknown defense 'nope'; valid: fa, fine-mixing, kd"):
+    with pytest.raises(ValueError, match=r"defenses.nope: unknown defense 'nope'; valid: edit, fa, fine-mixing, kd"):
         PipelineConfig(defenses={"nope": {}})
 
 

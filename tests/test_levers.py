@@ -39,6 +39,31 @@ def test_schedule_ends():
         ObjectiveConfig(schedule="sometimes")
 
 
+@settings(max_examples=60, deadline=None)
+@given(hold=st.floats(0.0, 0.95), p=st.floats(0.0, 1.0))
+def test_decay_holds_then_decays(hold, p):
+    """``hold``: the decay schedule keeps the teacher's full weight for that share of training,
+    then decays linearly to 0 at the end; hold 0 is the plain decay; ce never moves."""
+    teacher, ce = schedule_factors("decay", p, hold)
+    assert ce == 1.0
+    assert teacher == (1.0 if p <= hold else pytest.approx((1.0 - p) / (1.0 - hold)))
+    assert schedule_factors("decay", 1.0, hold) == (0.0, 1.0)
+    assert schedule_factors("decay", p, 0.0) == schedule_factors("decay", p)
+
+
+def test_hold_is_checked():
+    for bad in (-0.1, 1.0):
+        with pytest.raises(ValueError, match="hold must lie in \\[0, 1\\)"):
+            ObjectiveConfig(schedule="decay", hold=bad)
+    with pytest.raises(ValueError, match="hold 0.5 delays the decay schedule's decay; schedule is 'constant'"):
+        ObjectiveConfig(hold=0.5)
+    x = loss_inputs()
+    held = ObjectiveConfig(ce=1.0, kd=1.0, fa=1.0, schedule="decay", hold=0.5)
+    assert compose(held, x, 0.4)[0].item() == pytest.approx(compose(ObjectiveConfig(ce=1.0, kd=1.0, fa=1.0), x)[0].item())
+    assert compose(held, x, 0.75)[0].item() == pytest.approx(
+        compose(ObjectiveConfig(ce=1.0, kd=1.0, fa=1.0, schedule="decay"), x, 0.5)[0].item())
+
+
 def test_compose_follows_the_schedule():
     x = loss_inputs()
     constant = ObjectiveConfig(ce=2.0, kd=0.5, fa=0.25)

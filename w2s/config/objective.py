@@ -26,7 +26,9 @@ class ObjectiveConfig:
     """Term weights and their options. Defaults are neutral: cross-entropy alone (clean LoRA);
     each method sets its own weights (``w2s.defenses``: W2S 1 / 1 / 10 normalised, Obliviate's
     amp 3e-3 and attn 3e-2; ``w2s.defenses.weak_to_strong.REFERENCE_OBJECTIVES``: the
-    reference's per attack). ``schedule`` moves the weights over training (``w2s.losses.schedule``); ``fa_layer`` is the student layer whose
+    reference's per attack). ``schedule`` moves the weights over training (``w2s.losses.schedule``);
+    ``hold`` the share of training ``decay`` keeps them whole before decaying (1/2 of two
+    epochs: decayed only in the second); ``fa_layer`` is the student layer whose
     states are aligned (-1: the last, as in the paper; -k: k-th from the end; 0: the
     embeddings); ``fa_pool`` how: ``read`` the state the head reads (the paper), ``mean`` the
     mean over real tokens, ``tokens`` every real token against the teacher's vector;
@@ -44,6 +46,7 @@ class ObjectiveConfig:
     fa_mode: str = "per_sample"
     normalize_features: bool = False
     schedule: str = "constant"
+    hold: float = 0.0
     fa_layer: int = -1
     fa_pool: str = "read"
     fa_target: str = "teacher"
@@ -57,6 +60,10 @@ class ObjectiveConfig:
             raise ValueError("fa_mode compat is the reference code's own alignment (every token of the last layer): "
                              "it takes no fa_pool, fa_target or fa_layer")
         check_schedule(self.schedule)
+        if not 0.0 <= self.hold < 1.0:
+            raise ValueError(f"hold must lie in [0, 1), got {self.hold}")
+        if self.hold and self.schedule != "decay":
+            raise ValueError(f"hold {self.hold} delays the decay schedule's decay; schedule is {self.schedule!r}")
         if not self.temperature > 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
         for name in self.extra:

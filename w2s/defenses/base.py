@@ -52,8 +52,9 @@ class StageContext(Protocol):
     def data(self, stage: DefenseStage, student, teacher: Optional[Path] = None):
         """The defender's rows, validated on clean rows only; with the teacher's tokens if given."""
 
-    def fit_and_test(self, module, stage: DefenseStage, data) -> tuple[dict, dict]:
-        """Fit, then test on the experiment's test rows; metrics go to ``run``."""
+    def fit_and_test(self, module, stage: DefenseStage, data, **trainer_options) -> tuple[dict, dict]:
+        """Fit, then test on the experiment's test rows; metrics go to ``run`` (``trainer_options``:
+        passed to the Trainer)."""
 
     def save(self, module) -> None:
         """The trained artifact, in the stage's folder."""
@@ -65,6 +66,7 @@ class Defense:
     summary: str = ""  # one line: what it does and where it comes from
     baseline: bool = False  # plain fine-tuning: with cross-entropy alone it shows whether the backdoor survives
     by_default: bool = False  # in the study a config without a defenses: block runs (clean LoRA and W2S)
+    adapter_on_poisoned: bool = True  # its saved adapter applies to the poisoned student (another entry's kd_from)
     defaults: dict[str, Any] = {}
     Options: type = NoOptions
 
@@ -85,6 +87,12 @@ class Defense:
     def check(self, name: str, stage: DefenseStage, config: PipelineConfig) -> None:
         """Refuse (``ValueError``) what this defense cannot run in ``config``; nothing by default."""
 
+    def uses(self, stage: DefenseStage) -> tuple[str, ...]:
+        """The earlier entries of ``defenses:`` whose saved adapters this entry reads (handed over as
+        ``StageContext.adapters``; their stages' keys are part of its own): ``kd_from`` and
+        ``finish.blend`` by default."""
+        return tuple(dict.fromkeys(name for name in (stage.kd_from, stage.finish.blend) if name))
+
     def scores(self, manifest: dict) -> dict[str, dict[str, float]]:
         """A detector's finished stage -> ``{row of the results table: {column: value}}``, the
         columns it adds to other stages' rows; none by default."""
@@ -98,16 +106,20 @@ class Defense:
         """Train and evaluate this defense on the poisoned student; record into ``context.run``."""
         self.train_lora(context, stage)
 
-    def train_lora(self, context: StageContext, stage: DefenseStage, poisoned: Optional[Path] = None) -> None:
-        """LoRA on the poisoned student (``poisoned``: another folder) with the entry's objective."""
+    def train_lora(self, context: StageContext, stage: DefenseStage, poisoned: Optional[Path] = None,
+                   adapter: Optional[Path] = None) -> None:
+        """LoRA on the poisoned student (``poisoned``: another folder) with the entry's objective;
+        ``adapter``: a trained one instead, not trained again (only ``finish`` edits it)."""
         from w2s.lit.unlearn import UnlearnModule
 
         student = context.student(stage, poisoned)
         data = context.data(stage, student, context.teacher)
+        used = {name: str(context.adapters[name]) for name in stage.uses}  # the earlier entries' adapters
         module = UnlearnModule(student, str(context.teacher) if context.teacher else None, stage.lora, stage.objective,
                                data.num_labels, stage.optim(), context.config.attack.target_label,
-                               data.class_weights(stage.class_weights))
-        context.fit_and_test(module, stage, data)
+                               data.class_weights(stage.class_weights), used.get(stage.kd_from), stage.finish,
+                               used.get(stage.finish.blend), str(adapter) if adapter else None)
+        context.fit_and_test(module, stage, data, **({"limit_train_batches": 0} if adapter else {}))
         context.save(module)
 
 

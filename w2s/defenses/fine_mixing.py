@@ -52,6 +52,7 @@ class FineMixing(Defense):
     summary = ("mix the poisoned weights with the clean pre-trained ones (rho = 0.5 kept), then clean "
                "LoRA (Zhang et al., EMNLP 2022; PEFTGuard's best mitigation)")
     defaults = {"objective": {"ce": 1.0, "kd": 0.0, "fa": 0.0}, "lora": {"r": 512}}  # W2S's rank: like with like
+    adapter_on_poisoned = False  # on the mixed weights
     Options = MixingOptions
 
     def run(self, context, stage):

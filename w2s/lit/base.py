@@ -77,6 +77,11 @@ class ClassifierModule(pl.LightningModule):
         """Set ``self.model`` (and whatever else the stage needs with it)."""
         raise NotImplementedError
 
+    def finish(self, data) -> dict:
+        """Edit the weights training kept, before they are tested (``data``: the fit's); what it
+        did (empty: nothing changed, the default)."""
+        return {}
+
     def cross_entropy(self, logits: Tensor, labels: Tensor) -> Tensor:
         return weighted_cross_entropy(logits, labels, self.class_weights)
 

@@ -12,7 +12,11 @@ weights).
 The clean-LoRA baseline is the same module with only ``ce`` (no teacher is loaded);
 Obliviate is ``ce`` + ``amp`` + ``attn``.
 The teacher never changes, so its logits and features are computed once per training row
-(at fit start) and looked up by row index at every step.
+(at fit start) and looked up by row index at every step. With ``kd_source`` (an adapter of the
+same student, e.g. clean LoRA's) the logit-distillation targets are that model's logits on the
+same rows instead, while the features stay the teacher's: two targets.
+After training, ``finish`` edits the kept weights (``w2s.config.finish``: rescaling the LoRA
+update, refitting the head as a linear probe on the clean training rows).
 """
 from __future__ import annotations
 
@@ -21,15 +25,17 @@ from typing import Optional
 
 import torch
 
-from students.build import StudentSpec
-from students.forward import forward_with_features
-from students.lora import LoraSpec
+from students.build import StudentSpec, build_student
+from students.edits import AdapterBlend, classification_head, fit_probe, head_inputs, rescale_lora
+from students.forward import forward_with_features, model_inputs
+from students.lora import LoraSpec, load_adapter
 from teachers.model import TeacherModel
 from w2s.artifacts import atomic_folder
+from w2s.config.finish import FinishConfig
 from w2s.distributed import whole
 from w2s.lit.base import OptimConfig
 from w2s.lit.student import StudentModule
-from w2s.losses.objective import LossInputs, ObjectiveConfig, compose, pooled
+from w2s.losses.objective import TERMS, LossInputs, ObjectiveConfig, compose, pooled
 from w2s.losses.projection import fit_projection, project
 
 
@@ -39,23 +45,37 @@ class UnlearnModule(StudentModule):
         teacher: folder of a saved teacher; needed when a term needs one (``kd``, ``fa`` > 0).
         lora: LoRA on the student (the reference uses r=512, alpha=512).
         objective: term weights; the default, cross-entropy alone, is clean LoRA (no teacher).
+        kd_source: an adapter folder of ``student`` whose logits replace the teacher's as the
+            ``kd`` targets (the features stay the teacher's).
+        finish: edits of the kept weights after training; ``blend_source`` the adapter folder of
+            the entry ``finish.blend`` names.
+        adapter: a trained adapter folder to start from instead of a new LoRA (``lora`` unused).
     """
 
     def __init__(self, student: StudentSpec = StudentSpec(), teacher: Optional[str] = None,
                  lora: LoraSpec = LoraSpec(r=8), objective: ObjectiveConfig = ObjectiveConfig(),
                  num_labels: int = 2, optim: OptimConfig = OptimConfig(lr=2e-4), target_label: int = 0,
-                 class_weights: Optional[list[float]] = None):
+                 class_weights: Optional[list[float]] = None, kd_source: Optional[str] = None,
+                 finish: FinishConfig = FinishConfig(), blend_source: Optional[str] = None,
+                 adapter: Optional[str] = None):
         super().__init__(optim, target_label, num_labels, class_weights)
         if objective.needs_teacher and teacher is None:
             raise ValueError(f"objective terms {', '.join(objective.terms)} use the teacher but no teacher folder "
                              f"was given")
+        if kd_source is not None and not objective.kd > 0:
+            raise ValueError("kd_source sets the targets of logit distillation, whose weight objective.kd is 0")
         self.save_hyperparameters()
         self.spec, self.teacher_path, self.lora, self.objective = student, teacher, lora, objective
+        if (finish.blend is None) != (blend_source is None):
+            raise ValueError("finish.blend names an entry and blend_source is its adapter: give both or neither")
+        self.kd_source, self.finishing, self.blend_source, self.adapter = kd_source, finish, blend_source, adapter
         self.teacher = self.teacher_logits = self.teacher_features = None
         self.projection: Optional[torch.Tensor] = None  # fa_target fitted: teacher -> student states
 
     def build_model(self) -> None:
-        self.build(self.spec, self.num_labels, self.lora)
+        self.build(self.spec, self.num_labels, None if self.adapter else self.lora)
+        if self.adapter:
+            self.model = load_adapter(self.model, self.adapter, trainable=True)
         if self.objective.needs_attentions and self.model.config._attn_implementation != "eager":
             raise ValueError(f"objective.attn > 0 needs attention probabilities, which attn_implementation "
                              f"{self.model.config._attn_implementation!r} does not return: set "
@@ -83,6 +103,17 @@ class UnlearnModule(StudentModule):
         if self.teacher is not None:
             data = self.trainer.datamodule
             self.cache_teacher(data.teacher_dataloader(), rows=len(data.train))
+            if self.kd_source is not None:
+                self.teacher_logits = self.source_logits(data.teacher_dataloader(), rows=len(data.train))
+
+    @torch.no_grad()
+    def source_logits(self, loader, rows: int | None = None) -> torch.Tensor:
+        """``(N, C)`` the logits of the student with ``kd_source``'s adapter for every training row."""
+        model = load_adapter(build_student(self.spec, self.num_labels)[0], self.kd_source).to(self.device).eval()
+        (logits,) = self.per_row(loader, lambda batch: (model(**model_inputs(
+            batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device), self.decoder)).logits.float(),),
+            rows)
+        return logits
 
     @torch.no_grad()
     def cache_teacher(self, loader, rows: int | None = None) -> None:
@@ -97,6 +128,66 @@ class UnlearnModule(StudentModule):
             if self.projection is None:  # a resumed fit has the one fitted before the first update
                 self.projection = fit_projection(self.teacher_features, self.student_features(loader, rows))
             self.teacher_features = project(self.teacher_features, self.projection.to(self.teacher_features.device))
+
+    def finish(self, data) -> dict:
+        """Apply ``finish`` to the kept weights, in order: rescale, blend, refit the head."""
+        done: dict = {}
+        if self.finishing.rescale != 1.0:
+            done["rescaled_layers"] = rescale_lora(self.model, self.finishing.rescale)
+        if self.finishing.blend is not None:
+            done["blend"] = self.blend(data.val_dataloader())
+        if self.finishing.refit_head:
+            self.refit_head(data.teacher_dataloader(), rows=len(data.train))
+            done["refit_head"] = True
+        return done
+
+    @torch.no_grad()
+    def blend(self, loaders) -> dict:
+        """Blend in ``blend_source`` at the weight the rule chooses on the clean dev rows
+        (``w2s.config.finish``); ``{"chosen": w, "weights": {w: {"dev_ca", "dev_fa"}}}``."""
+        finishing, blend = self.finishing, AdapterBlend(self.model, self.blend_source)
+        training = self.model.training
+        self.model.eval()
+        self.teacher.to(self.device)
+        batches = [b for loader in loaders for b in loader]
+        targets = [self.teacher(b["teacher_input_ids"].to(self.device), b["teacher_attention_mask"].to(self.device))[1]
+                   for b in batches]
+        if self.projection is not None:  # fa_target fitted: the map the training aligned to
+            targets = [project(t, self.projection.to(t.device)) for t in targets]
+        scores = {}
+        for w in ((0.0,) if finishing.blend_bound is not None else ()) + tuple(finishing.blend_weights):
+            blend.set(w)
+            right = fa = 0.0
+            for batch, target in zip(batches, targets):
+                ids, mask = batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device)
+                out = forward_with_features(self.model, ids, mask, self.decoder, layer=self.objective.fa_layer)
+                right += (out.logits.argmax(-1) == batch["labels"].to(self.device)).sum().item()
+                fa += TERMS["fa"](LossInputs(out.logits, batch["labels"], student_features=out.features,
+                                             student_hidden=out.hidden, teacher_features=target,
+                                             attention_mask=mask), self.objective).item() * len(ids)
+            totals = torch.tensor([right, fa, sum(len(b["input_ids"]) for b in batches)], device=self.device)
+            if self._trainer is not None and self.trainer.world_size > 1:  # each process holds a share of the rows
+                totals = self.all_gather(totals).sum(dim=0)
+            right, fa, rows = totals.tolist()
+            scores[w] = {"dev_ca": right / rows, "dev_fa": fa / rows}
+        bound = None if finishing.blend_bound is None else (1 + finishing.blend_bound) * scores[0.0]["dev_fa"]
+        chosen = max((w for w in scores if bound is None or scores[w]["dev_fa"] <= bound),
+                     key=lambda w: (scores[w]["dev_ca"], -w))
+        blend.set(chosen)
+        self.teacher.to("cpu")
+        self.model.train(training)
+        return {"chosen": chosen, "weights": scores}
+
+    def refit_head(self, loader, rows: int | None = None) -> None:
+        """The head refitted as a linear probe on what it reads for every training row (no dropout)."""
+        head = classification_head(self.model)
+        training = self.model.training
+        self.model.eval()
+        features, labels = self.per_row(loader, lambda batch: (head_inputs(
+            self.model, head, batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device),
+            self.decoder), batch["labels"].to(self.device)), rows)
+        self.model.train(training)
+        fit_probe(head, features, labels, self.finishing.probe_l2, self.class_weights)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         super().on_save_checkpoint(checkpoint)

@@ -97,7 +97,7 @@ def register_term(name: str, needs: tuple[str, ...] = ()) -> Callable[[Term], Te
 def weights(config: ObjectiveConfig, progress: float = 0.0) -> dict[str, float]:
     """Each non-zero term's weight at ``progress`` (the share of training done) under
     ``config.schedule`` (which changes nothing without a teacher term)."""
-    teacher, ce = schedule_factors(config.schedule, progress) if config.needs_teacher else (1.0, 1.0)
+    teacher, ce = schedule_factors(config.schedule, progress, config.hold) if config.needs_teacher else (1.0, 1.0)
     scale = {name: teacher for name in config.terms if "teacher" in TERM_NEEDS[name]} | {"ce": ce}
     return {name: config.weight(name) * scale.get(name, 1.0) for name in config.terms}
 

@@ -13,6 +13,7 @@ from w2s.config.lora import LoraSpec
 from w2s.config.objective import ObjectiveConfig
 from w2s.config.optim import OptimConfig, check_class_weights
 from w2s.config.dataset import HubDataset
+from w2s.config.finish import FinishConfig
 from w2s.config.student import QUANTIZATIONS, StudentSpec
 from w2s.defenses import DEFENSES, Defense, get_defense
 
@@ -113,13 +114,20 @@ class DefenseStage(TrainStage):
     ``objective`` (ce only: clean LoRA). ``quantization``: how this defense loads the
     poisoned student; ``None`` takes ``student.quantization``, ``"none"`` forces full precision.
     ``teacher``: this defense's own teacher (a whole teacher stage: rows, epochs, model),
-    trained once per distinct setting; ``None`` shares the pipeline's ``teacher``."""
+    trained once per distinct setting; ``None`` shares the pipeline's ``teacher``.
+    ``kd_from``: an earlier entry of ``defenses:`` whose trained student gives the logit
+    distillation targets on the defense rows instead of the teacher (the features stay the
+    teacher's: e.g. ``lora``, clean LoRA's predictions, which the trigger never reaches).
+    ``finish``: edits of the kept weights before testing (``w2s.config.finish``; ``finish.blend``
+    also names an earlier entry)."""
 
     method: Optional[str] = None
     objective: ObjectiveConfig = ObjectiveConfig()
     lora: LoraSpec = LoraSpec(r=8)
     quantization: Optional[str] = None
     teacher: Optional[TeacherStage] = None
+    kd_from: Optional[str] = None
+    finish: FinishConfig = FinishConfig()
     options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
@@ -129,6 +137,17 @@ class DefenseStage(TrainStage):
                              f"none (full precision) or null (student.quantization)")
         if self.method is not None:
             get_defense(self.method).options(self.options)
+        if self.kd_from is not None and not self.objective.kd > 0:
+            raise ValueError(f"kd_from {self.kd_from!r} sets the targets of logit distillation, whose weight "
+                             f"objective.kd is 0")
+        if self.finish.blend is not None and not self.objective.fa > 0:
+            raise ValueError(f"finish.blend {self.finish.blend!r} chooses its weight by the alignment to the teacher, "
+                             f"whose weight objective.fa is 0")
+
+    @property
+    def uses(self) -> tuple[str, ...]:
+        """The earlier entries of ``defenses:`` whose trained students this one reads."""
+        return self.defense.uses(self)
 
     def student_quantization(self, student: StudentSpec) -> Optional[str]:
         chosen = student.quantization if self.quantization is None else self.quantization
@@ -313,8 +332,17 @@ class PipelineConfig:
         object.__setattr__(self, "defenses", resolve_defenses(self.defenses))
         if self.trainer.strategy == "fsdp":
             self._check_shardable()
+        names = list(self.defenses)
         for name, stage in self.defenses.items():
             stage.defense.check(name, stage, self)
+            for used in stage.uses:
+                if used not in names[:names.index(name)]:
+                    raise ValueError(f"defenses.{name}: {used!r} is not an entry before it in defenses: "
+                                     f"(earlier: {', '.join(names[:names.index(name)]) or 'none'})")
+                if self.defenses[used].defense.family != "fine-tuning" or \
+                        not self.defenses[used].defense.adapter_on_poisoned:
+                    raise ValueError(f"defenses.{name}: {used!r}: {self.defenses[used].method} does not "
+                                     f"train an adapter on the poisoned student")
         if self.poison.lora is None and str(self.trainer.precision).endswith("-true") and \
                 str(self.trainer.precision).startswith(("16", "bf16")):
             raise ValueError(f"trainer.precision {self.trainer.precision}: full fine-tuning (the poisoning stage) "

@@ -33,8 +33,9 @@ class PipelineContext:
     def data(self, stage: DefenseStage, student: StudentSpec, teacher: Path | None = None) -> W2SDataModule:
         return stages.defense_data(self.config, stage, student, teacher)
 
-    def fit_and_test(self, module: ClassifierModule, stage: DefenseStage, data: W2SDataModule) -> tuple[dict, dict]:
-        return stages.fit_and_test(self.config, self.run, self.name, module, stage, data)
+    def fit_and_test(self, module: ClassifierModule, stage: DefenseStage, data: W2SDataModule,
+                     **trainer_options) -> tuple[dict, dict]:
+        return stages.fit_and_test(self.config, self.run, self.name, module, stage, data, **trainer_options)
 
     def save(self, module: ClassifierModule) -> None:
         self.run.save(module, "model")

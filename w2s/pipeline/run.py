@@ -90,7 +90,7 @@ def _run(config: PipelineConfig, root: Path, report: Path, tracker) -> list[dict
     for name, defense in config.defenses.items():
         if name in detectors:
             continue
-        inputs = {"poisoned": manifests["poisoned"]["key"]}
+        inputs = {"poisoned": manifests["poisoned"]["key"]} | {used: manifests[used]["key"] for used in defense.uses}
         teacher_folder = teacher_folders.get(name)
         if teacher_folder:
             inputs["teacher"] = manifests[teachers[teacher_folder]]["key"]
@@ -101,7 +101,7 @@ def _run(config: PipelineConfig, root: Path, report: Path, tracker) -> list[dict
             folder, name, defense_config, inputs | data, config.seed, tracker,
             lambda run, name=name, defense=defense, teacher_folder=teacher_folder: defense.defense.run(
                 PipelineContext(config, run, name, poisoned / "model", teacher_folder / "model" if teacher_folder
-                                else None), defense))
+                                else None, {used: adapters[used] for used in defense.uses}), defense))
         adapters[name] = folder / "model" / "adapter"
 
     adapters = {row: path for row, path in adapters.items() if path.is_dir()}

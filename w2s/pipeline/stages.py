@@ -111,7 +111,10 @@ def fit_and_test(config: PipelineConfig, run: StageRun, name: str, module: Class
     pl.seed_everything(config.seed, verbose=False)
     trainer = make_trainer(config, run, stage, name, **trainer_options)
     fit(trainer, module, train, run, name)
-    dev = kept_dev(trainer)
+    finished = module.finish(train)
+    dev = finished_dev(trainer, module, train) if finished else kept_dev(trainer)
+    if finished:
+        run.info["finish"] = finished
     evaluation = evaluation or train
     clean, triggered = trainer.test(module, evaluation, verbose=False)
     run.metrics = logged(clean | triggered, "test") | dev
@@ -167,6 +170,13 @@ def kept_dev(trainer: pl.Trainer) -> dict:
         value = restore.best_score if monitored else trainer.callback_metrics.get(key)
         return None if value is None else _finite(float(value))
     return {f"dev_{s.name}": kept(f"val/{s.name}") for s in METRICS.values() if s.dev and s.rows == "clean"}
+
+
+def finished_dev(trainer: pl.Trainer, module: ClassifierModule, data: W2SDataModule) -> dict:
+    """``dev_NAME`` as :func:`kept_dev`, of weights edited after training (``finish``): validated again."""
+    values = {k: v for loader in trainer.validate(module, data, verbose=False) for k, v in loader.items()}
+    return {f"dev_{s.name}": _finite(values.get(f"val/{s.name}")) for s in METRICS.values()
+            if s.dev and s.rows == "clean"}
 
 
 def poison(config: PipelineConfig, run: StageRun) -> None:
