@@ -52,6 +52,8 @@ def test_defenses_never_validate_on_triggered_rows(tmp_path, task, models, monke
         kept = max(logged) if manifest["config"].get("keep", "best") == "best" else logged[-1]
         assert manifest["metrics"]["dev_ca"] == pytest.approx(kept)
         assert ("dev_asr" in manifest["metrics"]) == (dev_asr == "true")
+    report = next((tmp_path / "runs").glob("*/frontier.png")).parent
+    assert (report / "frontier_dev.png").is_file() == (dev_asr == "true")     # the dev rows' frontier: chosen on
 
 
 @pytest.mark.parametrize("rows, message", [

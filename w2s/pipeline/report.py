@@ -93,8 +93,8 @@ def markdown(rows: list[dict]) -> str:
 
 
 def write_report(rows: list[dict], folder: Path, title: str, lines: list[str] = ()) -> None:
-    """``results.md``, ``results.csv``, ``results.png``, ``frontier.png`` (:func:`frontier`) and
-    ``summary.json`` (:func:`summary`)."""
+    """``results.md``, ``results.csv``, ``results.png``, ``frontier.png`` (:func:`frontier`; with
+    ``dev_asr`` also ``frontier_dev.png``, on the dev rows) and ``summary.json`` (:func:`summary`)."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "summary.json").write_text(json.dumps(summary(rows), indent=1))
     (folder / "results.md").write_text(f"# {title}\n\n{markdown(rows)}" + "".join(f"\n{n}\n" for n in lines))
@@ -104,16 +104,23 @@ def write_report(rows: list[dict], folder: Path, title: str, lines: list[str] = 
         writer.writerows({k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()} for r in rows)
     plot(rows, folder / "results.png", title)
     frontier(rows, folder / "frontier.png", title)
-
-
-def frontier(rows: list[dict], path: Path, title: str) -> None:
-    """Each defense at (ASR among clean-correct rows, or ASR where one is n/a; CA), the Pareto
-    front joined: the trade-off between settings at a glance."""
     defenses = [r for r in rows if r["defense"] != "poisoned" and not r["defense"].startswith("teacher")]
-    clean_correct = all(r["asr_clean_correct"] is not None for r in defenses)
-    key = "asr_clean_correct" if clean_correct else "asr"
-    plot_frontier([(r[key], r["ca"]) for r in defenses], [r["defense"] for r in defenses], path, title,
-                  f"{'ASR among clean-correct rows' if clean_correct else 'ASR'} (lower is better)")
+    if defenses and all(r.get("dev_asr") is not None and r.get("dev_ca") is not None for r in defenses):
+        frontier(rows, folder / "frontier_dev.png", f"{title} (dev rows: what settings are chosen on)", "dev_")
+    else:  # not one from an earlier run with other settings
+        (folder / "frontier_dev.png").unlink(missing_ok=True)
+
+
+def frontier(rows: list[dict], path: Path, title: str, prefix: str = "") -> None:
+    """Each defense at (ASR among clean-correct rows, or ASR where one is n/a; CA), the Pareto
+    front joined: the trade-off between settings at a glance. ``prefix`` ``dev_``: the same on the
+    dev rows (``dev_asr``), which a study chooses on while it reports the test rows."""
+    defenses = [r for r in rows if r["defense"] != "poisoned" and not r["defense"].startswith("teacher")]
+    clean_correct = all(r.get(f"{prefix}asr_clean_correct") is not None for r in defenses)
+    key = f"{prefix}asr_clean_correct" if clean_correct else f"{prefix}asr"
+    plot_frontier([(r[key], r[f"{prefix}ca"]) for r in defenses], [r["defense"] for r in defenses], path, title,
+                  f"{'ASR among clean-correct rows' if clean_correct else 'ASR'} (lower is better)",
+                  f"{'dev ' if prefix else ''}CA (higher is better)")
 
 
 def plot(rows: list[dict], path: Path, title: str) -> None:

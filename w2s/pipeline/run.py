@@ -126,6 +126,8 @@ def _run(config: PipelineConfig, root: Path, report: Path, tracker) -> list[dict
     lines = notes(manifests, clean_lora)
     if distributed.is_writer():
         write_report(rows, report, title, lines)
+    written = ["results.md", "results.csv", "results.png", "frontier.png"] + \
+        (["frontier_dev.png"] if (report / "frontier_dev.png").is_file() else [])
     print(f"\n{title}\n\n{markdown(rows)}" + "".join(f"\n{n}" for n in lines) + ("\n" if lines else "")
-          + f"\nwritten: {', '.join(str(report / f) for f in ('results.md', 'results.csv', 'results.png', 'frontier.png'))}")
+          + f"\nwritten: {', '.join(str(report / f) for f in written)}")
     return rows
