@@ -106,7 +106,7 @@ def write_report(rows: list[dict], folder: Path, title: str, lines: list[str] = 
     frontier(rows, folder / "frontier.png", title)
     defenses = [r for r in rows if r["defense"] != "poisoned" and not r["defense"].startswith("teacher")]
     if defenses and all(r.get("dev_asr") is not None and r.get("dev_ca") is not None for r in defenses):
-        frontier(rows, folder / "frontier_dev.png", f"{title} (dev rows: what settings are chosen on)", "dev_")
+        frontier(rows, folder / "frontier_dev.png", f"{title}, dev rows", "dev_")
     else:  # not one from an earlier run with other settings
         (folder / "frontier_dev.png").unlink(missing_ok=True)
 
