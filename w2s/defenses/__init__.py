@@ -3,6 +3,7 @@ from w2s.defenses.base import DEFENSES, FAMILIES, Defense, NoOptions, StageConte
 # importing a defense's module registers it
 from w2s.defenses import (fa, fine_mixing, kd, lmsanitator, lora, obliviate, peftguard, psim,  # noqa: F401
                           w2s_obliviate, weak_to_strong)
-from w2s.defenses import edit  # noqa: F401,E402 (imports weak_to_strong: after lora, which the default study lists first)
+# edit imports weak_to_strong, so it comes after lora, which the default study lists first
+from w2s.defenses import edit  # noqa: F401,E402
 
 __all__ = ["DEFENSES", "FAMILIES", "Defense", "NoOptions", "StageContext", "get_defense", "register_defense"]

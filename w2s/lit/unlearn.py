@@ -110,10 +110,12 @@ class UnlearnModule(StudentModule):
     def source_logits(self, loader, rows: int | None = None) -> torch.Tensor:
         """``(N, C)`` the logits of the student with ``kd_source``'s adapter for every training row."""
         model = load_adapter(build_student(self.spec, self.num_labels)[0], self.kd_source).to(self.device).eval()
-        (logits,) = self.per_row(loader, lambda batch: (model(**model_inputs(
-            batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device), self.decoder)).logits.float(),),
-            rows)
-        return logits
+
+        def logits(batch):
+            inputs = model_inputs(batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device),
+                                  self.decoder)
+            return (model(**inputs).logits.float(),)
+        return self.per_row(loader, logits, rows)[0]
 
     @torch.no_grad()
     def cache_teacher(self, loader, rows: int | None = None) -> None:
