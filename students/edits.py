@@ -100,7 +100,7 @@ class AdapterBlend:
         if config.use_dora:
             raise ValueError("finish.blend: a DoRA adapter (a learned magnitude per weight) cannot be blended exactly")
         model.load_adapter(other, adapter_name="blend")
-        self.layers, self.model = [], model
+        self.layers = []
         for module in model.modules():
             if not isinstance(module, LoraLayer):
                 continue
@@ -122,8 +122,8 @@ class AdapterBlend:
         head = classification_head(model)
         other_head = next(m.modules_to_save["blend"] for m in model.modules()
                           if isinstance(m, ModulesToSaveWrapper) and m.modules_to_save["default"] is head)
-        self.head, self.heads = head, [(p, p.detach().clone(), q.detach().clone())
-                                       for p, q in zip(head.parameters(), other_head.parameters())]
+        self.heads = [(p, p.detach().clone(), q.detach().clone()) for p, q in zip(head.parameters(),
+                                                                                  other_head.parameters())]
         model.delete_adapter("blend")
         model.set_adapter("default")  # deleting re-marks what trains: the merged adapter and head, as before
         ranks = {module.r["default"] for module, _, _ in self.layers}

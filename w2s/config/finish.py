@@ -1,5 +1,5 @@
 """What a LoRA defense does to its trained weights (the kept epoch's) before they are tested:
-edits that need no trigger (``w2s.lit.finish`` applies them, in this order)."""
+edits that need no trigger (``UnlearnModule.finish`` in ``w2s.lit.unlearn`` applies them)."""
 from __future__ import annotations
 
 from dataclasses import dataclass

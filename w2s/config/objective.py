@@ -16,9 +16,11 @@ FA_TARGETS = ("teacher", "fitted")
 SCHEDULES = ("constant", "warmup", "decay", "align_first")  # w2s.losses.schedule
 
 
-def check_schedule(name: str) -> None:
+def check_schedule(name: str, hold: float = 0.0) -> None:
     if name not in SCHEDULES:
         raise ValueError(f"unknown schedule {name!r}; valid: {', '.join(SCHEDULES)}")
+    if not 0.0 <= hold < 1.0:
+        raise ValueError(f"hold must lie in [0, 1), got {hold}")
 
 
 @dataclass(frozen=True)
@@ -59,9 +61,7 @@ class ObjectiveConfig:
         if self.fa_mode == "compat" and (self.fa_pool, self.fa_target, self.fa_layer) != ("read", "teacher", -1):
             raise ValueError("fa_mode compat is the reference code's own alignment (every token of the last layer): "
                              "it takes no fa_pool, fa_target or fa_layer")
-        check_schedule(self.schedule)
-        if not 0.0 <= self.hold < 1.0:
-            raise ValueError(f"hold must lie in [0, 1), got {self.hold}")
+        check_schedule(self.schedule, self.hold)
         if self.hold and self.schedule != "decay":
             raise ValueError(f"hold {self.hold} delays the decay schedule's decay; schedule is {self.schedule!r}")
         if not self.temperature > 0:

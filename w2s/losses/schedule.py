@@ -18,9 +18,7 @@ from w2s.config.objective import check_schedule  # the names are defined with th
 def schedule_factors(name: str, progress: float, hold: float = 0.0) -> tuple[float, float]:
     """``(teacher factor, ce factor)`` at ``progress`` (clamped to [0, 1]); ``hold`` in [0, 1):
     the share of training ``decay`` keeps the teacher's full weight before it starts decaying."""
-    check_schedule(name)
-    if not 0.0 <= hold < 1.0:
-        raise ValueError(f"schedule hold must lie in [0, 1), got {hold}")
+    check_schedule(name, hold)
     p = min(max(progress, 0.0), 1.0)
     if name == "warmup":
         return p, 1.0

@@ -333,12 +333,12 @@ class PipelineConfig:
         if self.trainer.strategy == "fsdp":
             self._check_shardable()
         names = list(self.defenses)
-        for name, stage in self.defenses.items():
+        for position, (name, stage) in enumerate(self.defenses.items()):
             stage.defense.check(name, stage, self)
             for used in stage.uses:
-                if used not in names[:names.index(name)]:
+                if used not in names[:position]:
                     raise ValueError(f"defenses.{name}: {used!r} is not an entry before it in defenses: "
-                                     f"(earlier: {', '.join(names[:names.index(name)]) or 'none'})")
+                                     f"(earlier: {', '.join(names[:position]) or 'none'})")
                 if self.defenses[used].defense.family != "fine-tuning" or \
                         not self.defenses[used].defense.adapter_on_poisoned:
                     raise ValueError(f"defenses.{name}: {used!r}: {self.defenses[used].method} does not "

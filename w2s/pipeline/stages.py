@@ -111,10 +111,10 @@ def fit_and_test(config: PipelineConfig, run: StageRun, name: str, module: Class
     pl.seed_everything(config.seed, verbose=False)
     trainer = make_trainer(config, run, stage, name, **trainer_options)
     fit(trainer, module, train, run, name)
+    dev = kept_dev(trainer)
     finished = module.finish(train)
-    dev = finished_dev(trainer, module, train) if finished else kept_dev(trainer)
-    if finished:
-        run.info["finish"] = finished
+    if finished:  # the edited weights' dev metrics, and what the edits did
+        dev, run.info["finish"] = finished_dev(trainer, module, train), finished
     evaluation = evaluation or train
     clean, triggered = trainer.test(module, evaluation, verbose=False)
     run.metrics = logged(clean | triggered, "test") | dev
