@@ -221,14 +221,19 @@ def test_over_seeds_mean_spread_delta_and_target():
 
     trials = [{"values": {"attack.name": "badnet", "seed": 0}, "summary": summary(0.88, 0.87, 0.02)},
               {"values": {"attack.name": "badnet", "seed": 1}, "summary": summary(0.90, 0.89, 0.04)},
-              {"values": {"attack.name": "insent", "seed": 0}, "summary": summary(0.90, 0.86, 0.10)}]
+              {"values": {"attack.name": "insent", "seed": 0}, "summary": summary(0.90, 0.86, 0.10)},
+              {"values": {"attack.name": "synattack", "seed": 0}, "summary": summary(0.90, 0.90, 0.00)},
+              {"values": {"attack.name": "synattack", "seed": 1}, "summary": summary(0.90, 0.90, 0.09)}]
     rows = {(r["attack.name"], r["row"]): r for r in over_seeds(trials)}
     badnet, insent = rows[("badnet", "w2s")], rows[("insent", "w2s")]
-    assert badnet["seeds"] == 2 and badnet["ca"] == "0.880 ± 0.014" and badnet["asr_clean_correct"] == "0.030 ± 0.014"
-    assert badnet["ΔCA vs lora"] == "-0.010 ± 0.000" and badnet["target"] == "met"
+    assert badnet["seeds"] == 2 and badnet["ca"] == "0.880 ± 0.014 (0.870 to 0.890)"
+    assert badnet["asr_clean_correct"] == "0.030 ± 0.014 (0.020 to 0.040)"
+    assert badnet["ΔCA vs lora"] == "-0.010 ± 0.000 (-0.010 to -0.010)" and badnet["target"] == "met on 2/2 seeds"
     assert badnet["hours per seed"] == "1.00" and "seed" not in badnet
     assert insent["seeds"] == 1 and insent["ca"] == "0.860" and insent["ΔCA vs lora"] == "-0.040"
-    assert insent["target"] == "missed: clean-correct ASR 0.050 over 0.05; CA 3.0 pt short"
+    assert insent["target"] == "met on 0/1 seeds; worst seed: clean-correct ASR 0.050 over 0.05, CA 3.0 pt short"
+    # the mean (0.045) would meet it; the target holds per seed
+    assert rows[("synattack", "w2s")]["target"] == "met on 1/2 seeds; worst seed: clean-correct ASR 0.040 over 0.05"
     assert rows[("badnet", "lora")]["target"] == "" and rows[("badnet", "poisoned")]["asr"] == "n/a"
 
 
@@ -239,6 +244,6 @@ def test_a_sweep_over_seeds_writes_the_spread(tmp_path, fake_pipeline, capsys):
     assert len(fake_pipeline.calls) == 6
     folder = tmp_path / "runs" / "embedded_clean" / "sweeps" / "grid"
     table = (folder / "seeds.md").read_text()
-    assert "| 0 | w2s | 3 | 0.800 ± 0.000 | n/a | 0.000 ± 0.000 |" in table
-    assert "| 1 | w2s | 3 | 0.800 ± 0.000 | n/a | 1.000 ± 0.000 |" in table
+    assert "| 0 | w2s | 3 | 0.800 ± 0.000 (0.800 to 0.800) | n/a | 0.000 ± 0.000 (0.000 to 0.000) |" in table
+    assert "| 1 | w2s | 3 | 0.800 ± 0.000 (0.800 to 0.800) | n/a | 1.000 ± 0.000 (1.000 to 1.000) |" in table
     assert "mean ± sd over seeds" in capsys.readouterr().out and (folder / "seeds.csv").is_file()

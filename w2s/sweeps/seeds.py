@@ -1,9 +1,11 @@
 """Mean and spread over seeds. A sweep with a ``seed`` parameter is also summarised per setting
 of its other parameters (``seeds.md`` / ``seeds.csv``): for every row of the trials' results
 tables (clean LoRA, W2S, ...) its CA, clean-correct ASR and ASR as mean ± sample standard
-deviation over the seeds; for each defense beside clean LoRA (the row ``lora``) its CA change
-against it, seed by seed, and how far it is from the target (clean-correct ASR <= 0.05 at CA
-within 1 point of clean LoRA); and the hours a seed takes (every stage of its pipeline)."""
+deviation over the seeds with their range (lowest, highest); for each defense beside clean LoRA
+(the row ``lora``) its CA change against it, seed by seed, and the target (clean-correct ASR
+<= 0.05 at CA within 1 point of clean LoRA) checked on every seed, not on the mean: on how
+many seeds it is met and by how much the worst seed misses; and the hours a seed takes
+(every stage of its pipeline)."""
 from __future__ import annotations
 
 import statistics
@@ -21,20 +23,26 @@ def _spread(values: list[float]) -> str:
     if not values:
         return "n/a"
     mean = statistics.fmean(values)
-    return f"{mean:.3f} ± {statistics.stdev(values):.3f}" if len(values) > 1 else f"{mean:.3f}"
+    if len(values) == 1:
+        return f"{mean:.3f}"
+    return f"{mean:.3f} ± {statistics.stdev(values):.3f} ({min(values):.3f} to {max(values):.3f})"
 
 
-def _target(asr: list[float], delta: list[float]) -> str:
-    """``met``, or by how much the means miss each half of the target."""
-    if not asr or not delta:
+def _target(seeds: list[tuple[float, float]]) -> str:
+    """``seeds``: (clean-correct ASR, CA change) per seed. ``met on n/n seeds``, or on how many
+    it is met and by how much the worst seed misses each half of the target."""
+    if not seeds:
         return "n/a"
-    asr_mean, delta_mean = round(statistics.fmean(asr), 6), round(statistics.fmean(delta), 6)  # no float noise
+    seeds = [(round(asr, 6), round(delta, 6)) for asr, delta in seeds]  # no float noise
+    met = sum(asr <= TARGET_ASR and delta >= TARGET_DELTA_CA for asr, delta in seeds)
+    text = f"met on {met}/{len(seeds)} seeds"
+    worst_asr, worst_delta = max(asr for asr, _ in seeds), min(delta for _, delta in seeds)
     misses = []
-    if asr_mean > TARGET_ASR:
-        misses.append(f"clean-correct ASR {asr_mean - TARGET_ASR:.3f} over {TARGET_ASR}")
-    if delta_mean < TARGET_DELTA_CA:
-        misses.append(f"CA {100 * (TARGET_DELTA_CA - delta_mean):.1f} pt short")
-    return "met" if not misses else "missed: " + "; ".join(misses)
+    if worst_asr > TARGET_ASR:
+        misses.append(f"clean-correct ASR {worst_asr - TARGET_ASR:.3f} over {TARGET_ASR}")
+    if worst_delta < TARGET_DELTA_CA:
+        misses.append(f"CA {100 * (TARGET_DELTA_CA - worst_delta):.1f} pt short")
+    return text if not misses else f"{text}; worst seed: " + ", ".join(misses)
 
 
 def over_seeds(trials: list[dict]) -> list[dict]:
@@ -51,11 +59,11 @@ def over_seeds(trials: list[dict]) -> list[dict]:
         for name in names:
             column = {c: [s[f"{name}/{c}"] for s in summaries if s.get(f"{name}/{c}") is not None] for c in COLUMNS}
             row = dict(setting) | {"row": name, "seeds": len(summaries)} | {c: _spread(v) for c, v in column.items()}
-            delta = [s[f"{name}/ca"] - s[f"{BASELINE}/ca"] for s in summaries
-                     if f"{BASELINE}/ca" in s and f"{name}/ca" in s]
+            cc, ca, base = keys = (f"{name}/asr_clean_correct", f"{name}/ca", f"{BASELINE}/ca")
+            paired = [(s[cc], s[ca] - s[base]) for s in summaries if all(s.get(k) is not None for k in keys)]
             baseline = name in (BASELINE, "poisoned") or name.startswith("teacher")
-            row["ΔCA vs lora"] = "" if baseline else _spread(delta)
-            row["target"] = "" if baseline else _target(column["asr_clean_correct"], delta)
+            row["ΔCA vs lora"] = "" if baseline else _spread([delta for _, delta in paired])
+            row["target"] = "" if baseline else _target(paired)
             rows.append(row | {"hours per seed": f"{statistics.fmean(hours):.2f}"})
     return rows
 
