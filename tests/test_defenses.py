@@ -51,6 +51,16 @@ def test_registry_names_and_unknown_names():
         PipelineConfig(defenses={"nope": {}})
 
 
+def test_the_ablations_of_w2s_train_its_adapter():
+    """kd, fa and w2s+obliviate change W2S's objective only; clean LoRA stays plain LoRA."""
+    from w2s.pipeline.config import resolve_defenses
+
+    stages = resolve_defenses({name: {} for name in ("lora", "w2s", "kd", "fa", "w2s+obliviate")})
+    assert stages["w2s"].lora.variant == "rslora" and stages["w2s"].lora.alpha == 64
+    assert all(stages[name].lora == stages["w2s"].lora for name in ("kd", "fa", "w2s+obliviate"))
+    assert stages["lora"].lora.variant == "lora" and stages["lora"].lora.alpha is None
+
+
 def test_defenses_command_lists_each_with_its_paper(capsys):
     assert main(["defenses"]) == 0
     listed = capsys.readouterr().out

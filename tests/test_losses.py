@@ -115,7 +115,9 @@ def test_the_reference_weights_are_the_experiments(attack):
     from w2s.defenses.weak_to_strong import REFERENCE_OBJECTIVES
 
     path = Path(__file__).resolve().parents[1] / "experiments" / f"sst2_{attack}.yaml"
-    assert yaml.safe_load(path.read_text())["defenses"]["w2s_reference"]["objective"] == REFERENCE_OBJECTIVES[attack]
+    reference = yaml.safe_load(path.read_text())["defenses"]["w2s_reference"]
+    assert reference["objective"] == REFERENCE_OBJECTIVES[attack]
+    assert reference["lora"] == {"r": 512, "variant": "lora", "alpha": None}   # the reference's plain LoRA, not W2S's
 
 
 def test_non_finite_loss_stops_training():

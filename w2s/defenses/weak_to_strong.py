@@ -3,6 +3,10 @@ from w2s.defenses.base import Defense, register_defense
 # Chosen on BadNet SST-2 over three seeds (docs/levers.md): the teacher's terms at a constant weight
 # (the schedule's default); decaying them to 0 let part of the backdoor return on two of three seeds.
 W2S_OBJECTIVE = {"ce": 1.0, "kd": 1.0, "fa": 10.0, "normalize_features": True}
+# Chosen on BadNet SST-2's triggered dev rows over four runs (docs/levers.md): rsLoRA at alpha 64
+# (update scale 64 / sqrt(512) = 2.8) met dev clean-correct ASR <= 0.05 on three, plain LoRA (scale 1)
+# on one, both within a point of clean LoRA's dev accuracy; clean LoRA with this adapter keeps the backdoor.
+W2S_LORA = {"r": 512, "variant": "rslora", "alpha": 64}
 # The reference code's weights (alpha, beta, gamma) per attack (shuaizhao95/w2sdefense): the
 # `w2s_reference` entries of experiments/sst2_*.yaml (a test keeps them equal).
 REFERENCE_OBJECTIVES = {"badnet": {"ce": 5.0, "kd": 0.001, "fa": 0.001, "normalize_features": False},
@@ -15,4 +19,4 @@ class WeakToStrong(Defense):
     by_default = True
     summary = ("W2SDefense: LoRA guided by a small clean teacher, CE + logit distillation + feature alignment "
                "(Zhao et al., arXiv 2410.14425)")
-    defaults = {"objective": W2S_OBJECTIVE, "lora": {"r": 512}}
+    defaults = {"objective": W2S_OBJECTIVE, "lora": W2S_LORA}
