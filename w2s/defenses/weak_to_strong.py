@@ -3,9 +3,9 @@ from w2s.defenses.base import Defense, register_defense
 # Chosen on BadNet SST-2 over three seeds (docs/levers.md): the teacher's terms at a constant weight
 # (the schedule's default); decaying them to 0 let part of the backdoor return on two of three seeds.
 W2S_OBJECTIVE = {"ce": 1.0, "kd": 1.0, "fa": 10.0, "normalize_features": True}
-# Chosen on BadNet SST-2's triggered dev rows over four runs (docs/levers.md): rsLoRA at alpha 64
-# (update scale 64 / sqrt(512) = 2.8) met dev clean-correct ASR <= 0.05 on three, plain LoRA (scale 1)
-# on one, both within a point of clean LoRA's dev accuracy; clean LoRA with this adapter keeps the backdoor.
+# Chosen on BadNet SST-2's triggered dev rows over four runs (docs/levers.md): with rsLoRA at alpha 64
+# (update scale 64 / sqrt(512) = 2.8) W2S met the dev target (clean-correct ASR <= 0.05, CA within a point
+# of clean LoRA's) on three, with plain LoRA (scale 1) on one. Clean LoRA with it does not unlearn.
 W2S_LORA = {"r": 512, "variant": "rslora", "alpha": 64}
 # The reference code's weights (alpha, beta, gamma) per attack (shuaizhao95/w2sdefense): the
 # `w2s_reference` entries of experiments/sst2_*.yaml (a test keeps them equal).
