@@ -231,9 +231,9 @@ def test_over_seeds_mean_spread_delta_and_target():
     assert badnet["ΔCA vs lora"] == "-0.010 ± 0.000 (-0.010 to -0.010)" and badnet["target"] == "met on 2/2 seeds"
     assert badnet["hours per seed"] == "1.00" and "seed" not in badnet
     assert insent["seeds"] == 1 and insent["ca"] == "0.860" and insent["ΔCA vs lora"] == "-0.040"
-    assert insent["target"] == "met on 0/1 seeds; worst seed: clean-correct ASR 0.050 over 0.05, CA 3.0 pt short"
+    assert insent["target"] == "met on 0/1 seeds; misses up to: clean-correct ASR 0.050 over 0.05, CA 3.0 pt short"
     # the mean (0.045) would meet it; the target holds per seed
-    assert rows[("synattack", "w2s")]["target"] == "met on 1/2 seeds; worst seed: clean-correct ASR 0.040 over 0.05"
+    assert rows[("synattack", "w2s")]["target"] == "met on 1/2 seeds; misses up to: clean-correct ASR 0.040 over 0.05"
     assert rows[("badnet", "lora")]["target"] == "" and rows[("badnet", "poisoned")]["asr"] == "n/a"
 
 

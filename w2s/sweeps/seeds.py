@@ -4,8 +4,8 @@ tables (clean LoRA, W2S, ...) its CA, clean-correct ASR and ASR as mean ± sampl
 deviation over the seeds with their range (lowest, highest); for each defense beside clean LoRA
 (the row ``lora``) its CA change against it, seed by seed, and the target (clean-correct ASR
 <= 0.05 at CA within 1 point of clean LoRA) checked on every seed, not on the mean: on how
-many seeds it is met and by how much the worst seed misses; and the hours a seed takes
-(every stage of its pipeline)."""
+many seeds it is met and the largest miss of each half over the seeds (they may be different
+seeds); and the hours a seed takes (every stage of its pipeline)."""
 from __future__ import annotations
 
 import statistics
@@ -30,7 +30,7 @@ def _spread(values: list[float]) -> str:
 
 def _target(seeds: list[tuple[float, float]]) -> str:
     """``seeds``: (clean-correct ASR, CA change) per seed. ``met on n/n seeds``, or on how many
-    it is met and by how much the worst seed misses each half of the target."""
+    it is met and the largest miss of each half of the target over the seeds."""
     if not seeds:
         return "n/a"
     seeds = [(round(asr, 6), round(delta, 6)) for asr, delta in seeds]  # no float noise
@@ -42,7 +42,7 @@ def _target(seeds: list[tuple[float, float]]) -> str:
         misses.append(f"clean-correct ASR {worst_asr - TARGET_ASR:.3f} over {TARGET_ASR}")
     if worst_delta < TARGET_DELTA_CA:
         misses.append(f"CA {100 * (TARGET_DELTA_CA - worst_delta):.1f} pt short")
-    return text if not misses else f"{text}; worst seed: " + ", ".join(misses)
+    return text if not misses else f"{text}; misses up to: " + ", ".join(misses)
 
 
 def over_seeds(trials: list[dict]) -> list[dict]:
