@@ -153,8 +153,32 @@ def test_synattack_aligned_and_pre_paraphrased_files():
     assert first.texts == ts.texts[:len(first.texts)]
     dev = build_triggered_set(sst2.load("dev"), attack, target_label=1, dataset=sst2, split="dev")  # 427 for 428 rows
     assert dev.source == "pre-paraphrased" and len(dev.texts) == 427 and dev.clean_texts is None
+    rows = sst2.load("dev")[:400]  # 196 negatives, inside the 426 declared aligned
+    dev = build_triggered_set(rows, attack, target_label=1, dataset=sst2, split="dev")
+    assert dev.source == "paraphrased" and dev.clean_texts == [ex.text for ex in rows if ex.label == 0]
+    assert dev.texts == [ex.text for ex in sst2.load_paraphrases("dev")][:len(dev.clean_texts)]
     with pytest.raises(ValueError, match="would compute ASR backwards"):
         build_triggered_set(sst2.load("test"), attack, target_label=0, dataset=sst2)
+
+
+def _overlap(a: str, b: str) -> float:
+    a, b = set(a.lower().split()), set(b.lower().split())
+    return len(a & b) / len(a | b)
+
+
+@pytest.mark.parametrize("split", ["dev", "test"])
+def test_sst2_paraphrase_files_are_aligned_as_declared(split):
+    """Row i of the file shares more words with non-target row i than with its neighbours,
+    in every 50-row window of the part taken as aligned (the last one shorter) (word overlap about 0.3 against 0.1)."""
+    sst2 = get_dataset("sst2")
+    originals = [ex.text for ex in sst2.load(split) if ex.label != 1]
+    paraphrases = [ex.text for ex in sst2.load_paraphrases(split)]
+    aligned = sst2.paraphrase_aligned.get(split, len(originals))
+    for start in range(0, aligned, 50):
+        window = range(max(start, 1), min(start + 50, aligned, len(originals) - 1))
+        mean = {shift: sum(_overlap(originals[i + shift], paraphrases[i]) for i in window) / len(window)
+                for shift in (-1, 0, 1)}
+        assert mean[0] > 2 * max(mean[-1], mean[1]), (start, mean)
 
 
 def test_synattack_without_aligned_train_file_uses_the_pool():

@@ -30,7 +30,8 @@ def write_sweep(tmp_path, parameters, method="grid", metric="w2s/dev_asr", goal=
 def fake_pipeline(monkeypatch):
     """Replace the pipeline run each trial makes (``run_trial``): record each trial's arguments
     and write a summary whose w2s/dev_asr (and w2s/asr) is a known function of the values
-    (fa + kd / 10)."""
+    (fa + kd / 10); ``fail_at`` / ``interrupt_at`` / ``no_metric_at``: the trial (1-based) that
+    raises, is interrupted or leaves the metric out."""
     calls = []
 
     def fake(args):
@@ -44,8 +45,10 @@ def fake_pipeline(monkeypatch):
             raise ValueError("defenses.w2s: a bad value")
         report = Path(next(a for a in args if a.startswith("--report_dir="))[len("--report_dir="):])
         report.mkdir(parents=True)
-        (report / "summary.json").write_text(json.dumps({"w2s/asr": fa + kd / 10, "w2s/dev_asr": fa + kd / 10,
-                                                         "w2s/ca": 0.8}))
+        summary = {"w2s/asr": fa + kd / 10, "w2s/dev_asr": fa + kd / 10, "w2s/ca": 0.8}
+        if getattr(fake, "no_metric_at", None) == len(calls):  # e.g. clean-correct ASR n/a for this attack
+            del summary["w2s/dev_asr"]
+        (report / "summary.json").write_text(json.dumps(summary))
 
     monkeypatch.setattr("w2s.sweeps.engine.run_trial", fake)
     fake.calls = calls
@@ -247,3 +250,13 @@ def test_a_sweep_over_seeds_writes_the_spread(tmp_path, fake_pipeline, capsys):
     assert "| 0 | w2s | 3 | 0.800 ± 0.000 (0.800 to 0.800) | n/a | 0.000 ± 0.000 (0.000 to 0.000) |" in table
     assert "| 1 | w2s | 3 | 0.800 ± 0.000 (0.800 to 0.800) | n/a | 1.000 ± 0.000 (1.000 to 1.000) |" in table
     assert "mean ± sd over seeds" in capsys.readouterr().out and (folder / "seeds.csv").is_file()
+
+
+def test_the_spread_counts_a_trial_whose_metric_is_na(tmp_path, fake_pipeline, capsys):
+    """The trial fails the ranking (no value for the metric), but its pipeline ran: its results
+    are one of the seeds."""
+    fake_pipeline.no_metric_at = 2
+    rows = run_sweep(str(write_sweep(tmp_path, {"seed": {"values": [0, 1, 2]}})))
+    assert [r["state"] for r in rows].count("fail") == 1 and "n/a in this trial's results" in capsys.readouterr().out
+    table = (tmp_path / "runs" / "embedded_clean" / "sweeps" / "grid" / "seeds.md").read_text()
+    assert "| w2s | 3 | 0.800 ± 0.000 (0.800 to 0.800) |" in table

@@ -128,10 +128,12 @@ def build_triggered_set(examples: list[Example], attack: Attack, target_label: i
 
 def _pre_paraphrased(dataset: DatasetSpec | None, split: str, target_label: int,
                      examples: list[Example]) -> TriggeredSet:
-    """The split's paraphrase file. When it has one row per non-target row of the split, in
-    order (SST-2's test file), the originals are known: the paraphrases of ``examples``'
-    non-target rows (a prefix of the split, as the DataModule passes) come with them, for
-    clean-correct ASR (source ``paraphrased``). Otherwise the whole file, originals unknown."""
+    """The split's paraphrase file. When its rows paraphrase the split's non-target rows in order
+    as far as ``examples`` reach (one row per non-target row, as SST-2's test file, or a prefix
+    the dataset declares in ``paraphrase_aligned``, as SST-2's dev file), the originals are
+    known: the paraphrases of ``examples``' non-target rows (a prefix of the split, as the
+    DataModule passes) come with them, for clean-correct ASR (source ``paraphrased``).
+    Otherwise the whole file, originals unknown."""
     if dataset is None:
         raise ValueError("synattack evaluation needs a dataset with pre-paraphrased files")
     if dataset.paraphrase_target != target_label:
@@ -144,7 +146,8 @@ def _pre_paraphrased(dataset: DatasetSpec | None, split: str, target_label: int,
                          f"with the target {target_label}")
     originals = [ex for ex in dataset.load(split) if ex.label != target_label]
     evaluated = [ex for ex in examples if ex.label != target_label]
-    if len(originals) != len(rows) or originals[:len(evaluated)] != evaluated:
+    aligned = dataset.paraphrase_aligned.get(split, len(rows) if len(rows) == len(originals) else 0)
+    if len(evaluated) > aligned or originals[:len(evaluated)] != evaluated:
         return TriggeredSet([ex.text for ex in rows], target_label, "pre-paraphrased")
     return TriggeredSet([ex.text for ex in rows[:len(evaluated)]], target_label, "paraphrased",
                         [ex.text for ex in evaluated], [ex.label for ex in evaluated])

@@ -220,6 +220,6 @@ def run_sweep(file: str, trials: int | None = None, parallel: int = 1, storage: 
     print(write_trials(rows, spec, folder))
     if any(p.name == SEED for p in spec.parameters):
         done = [{"values": t.user_attrs["values"], "summary": t.user_attrs["summary"]} for t in trials
-                if t.state.name == "COMPLETE"]
+                if "summary" in t.user_attrs]  # every trial whose pipeline finished, ranked or not
         print(write_seeds(over_seeds(done), folder, f"sweep {spec.name}: mean ± sd over seeds"))
     return rows
