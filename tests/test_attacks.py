@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from w2s.attacks import ATTACKS, BadNet, InSent, SynAttack, attack_class
 from w2s.config.attack import PoisonConfig
-from w2s.data.poisoning import build_attack, build_triggered_set, poison_examples
+from w2s.data.poisoning import aligned_rows, build_attack, build_triggered_set, poison_examples
 from w2s.data.readers import Example
 from w2s.data.registry import get_dataset
 
@@ -174,7 +174,7 @@ def test_sst2_paraphrase_files_are_aligned_as_declared(split):
     sst2 = get_dataset("sst2")
     originals = [ex.text for ex in sst2.load(split) if ex.label != sst2.paraphrase_target]
     paraphrases = [ex.text for ex in sst2.load_paraphrases(split)]
-    aligned = sst2.paraphrase_aligned.get(split, len(originals))
+    aligned = aligned_rows(sst2, split, len(paraphrases), len(originals))
     for start in range(0, aligned, 50):
         window = range(max(start, 1), min(start + 50, aligned, len(originals) - 1))
         mean = {shift: sum(_overlap(originals[i + shift], paraphrases[i]) for i in window) / len(window)

@@ -38,7 +38,6 @@ class HubDatasetSpec:
 
     paraphrases: dict[str, str] = {}
     paraphrase_target: Optional[int] = None
-    paraphrase_aligned: dict[str, int] = {}
 
     def __init__(self, source: HubDataset, holdout_seed: int = 0):
         self.source = source

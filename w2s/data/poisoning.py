@@ -126,6 +126,13 @@ def build_triggered_set(examples: list[Example], attack: Attack, target_label: i
                         [t.spans for _, _, t in versions], [row for row, _, _ in versions])
 
 
+def aligned_rows(dataset: DatasetSpec, split: str, paraphrased: int, originals: int) -> int:
+    """How many leading non-target rows of ``split`` its paraphrase file (``paraphrased`` rows,
+    for ``originals`` non-target rows) paraphrases in order: as the dataset declares
+    (``paraphrase_aligned``), else all when the counts match, else none."""
+    return dataset.paraphrase_aligned.get(split, paraphrased if paraphrased == originals else 0)
+
+
 def _pre_paraphrased(dataset: DatasetSpec | None, split: str, target_label: int,
                      examples: list[Example]) -> TriggeredSet:
     """The split's paraphrase file. When its rows paraphrase the split's non-target rows in order
@@ -146,8 +153,8 @@ def _pre_paraphrased(dataset: DatasetSpec | None, split: str, target_label: int,
                          f"with the target {target_label}")
     originals = [ex for ex in dataset.load(split) if ex.label != target_label]
     evaluated = [ex for ex in examples if ex.label != target_label]
-    aligned = dataset.paraphrase_aligned.get(split, len(rows) if len(rows) == len(originals) else 0)
-    if len(evaluated) > aligned or originals[:len(evaluated)] != evaluated:
+    if len(evaluated) > aligned_rows(dataset, split, len(rows), len(originals)) \
+            or originals[:len(evaluated)] != evaluated:
         return TriggeredSet([ex.text for ex in rows], target_label, "pre-paraphrased")
     return TriggeredSet([ex.text for ex in rows[:len(evaluated)]], target_label, "paraphrased",
                         [ex.text for ex in evaluated], [ex.label for ex in evaluated])
